@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Coffer",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "coffer", targets: ["coffer"]),
+        .library(name: "CofferVault", targets: ["CofferVault"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System C libraries: OpenSSL's libcrypto (AES-GCM, SHA-256, scrypt) and libzstd.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+
+        // The vault core: crypto, chunkers, packs, index, manifests, backends, pipeline.
+        .target(name: "CofferVault", dependencies: ["CLibCrypto", "CZstd"]),
+
+        // The `coffer` command line: one file per command, no domain logic.
+        .target(name: "CofferCLI", dependencies: [
+            "CofferVault",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "coffer", dependencies: ["CofferCLI"]),
+
+        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault"]),
+        .testTarget(name: "CofferCLITests", dependencies: ["CofferVault", "coffer"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

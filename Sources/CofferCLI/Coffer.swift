@@ -1,0 +1,21 @@
+import ArgumentParser
+
+public struct Coffer: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "coffer",
+        abstract: "Database-aware backups into one deduplicated, encrypted vault.",
+        discussion: """
+        The vault comes from --vault or COFFER_VAULT. Its passphrase comes from COFFER_PASSPHRASE, \
+        --passphrase-file (COFFER_PASSPHRASE_FILE), a key file (--key-file, COFFER_KEY_FILE), \
+        or a prompt on the terminal.
+
+        Exit codes: 0 ok, 1 other failure, 2 bad usage, 10 wrong passphrase, 11 not a vault, \
+        12 vault of a newer format, 13 disk full, 14 corrupt object, 15 missing object, \
+        16 no such backup, 17 refused: last key slot.
+        """,
+        version: "0.1.0",
+        subcommands: [VaultCommand.self, Put.self, Get.self, Backups.self]
+    )
+
+    public init() {}
+}

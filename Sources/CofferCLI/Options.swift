@@ -1,0 +1,98 @@
+import ArgumentParser
+import CofferVault
+import Foundation
+
+/// Where the vault is and how to open it; shared by every command that touches a vault.
+struct VaultOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Vault directory (or COFFER_VAULT).", valueName: "path"))
+    var vault: String?
+
+    @Option(name: .long, help: ArgumentHelp("File holding the passphrase (or COFFER_PASSPHRASE_FILE).", valueName: "file"))
+    var passphraseFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Key file to open the vault with (or COFFER_KEY_FILE).", valueName: "file"))
+    var keyFile: String?
+
+    var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    func vaultPath() throws -> String {
+        guard let path = vault ?? environment["COFFER_VAULT"], !path.isEmpty else {
+            throw VaultError.invalidArgument("no vault given: use --vault PATH or set COFFER_VAULT")
+        }
+        return path
+    }
+
+    func backend() throws -> LocalBackend { LocalBackend(path: try vaultPath()) }
+
+    /// The secret, from the first of: key file, passphrase file, COFFER_PASSPHRASE, a prompt.
+    func secret(confirm: Bool = false) throws -> KeySecret {
+        if let keyFile = keyFile ?? environment["COFFER_KEY_FILE"] {
+            return .keyFile(try readSecretFile(keyFile))
+        }
+        if let file = passphraseFile ?? environment["COFFER_PASSPHRASE_FILE"] {
+            return .passphrase(Passphrase.trimmed(try readSecretFile(file)))
+        }
+        if let pass = environment["COFFER_PASSPHRASE"] {
+            return .passphrase(Array(pass.utf8))
+        }
+        return .passphrase(try Passphrase.prompt("Vault passphrase: ", confirm: confirm))
+    }
+
+    func open() throws -> Vault {
+        let backend = try backend()
+        // Config first: "not a vault" and "newer format" are clearer than a passphrase prompt.
+        _ = try Vault.readConfig(backend: backend)
+        return try Vault.open(backend: backend, secret: secret())
+    }
+}
+
+func readSecretFile(_ path: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw VaultError.invalidArgument("cannot read \(path)")
+    }
+    return Array(data)
+}
+
+enum Passphrase {
+    static func trimmed(_ bytes: [UInt8]) -> [UInt8] {
+        var b = bytes
+        while let last = b.last, last == 10 || last == 13 { b.removeLast() }
+        return b
+    }
+
+    /// Prompts on the controlling terminal (stdin may be the data being backed up).
+    static func prompt(_ text: String, confirm: Bool) throws -> [UInt8] {
+        guard isatty(STDERR_FILENO) == 1, let tty = fopen("/dev/tty", "r+") else {
+            throw VaultError.invalidArgument(
+                "no passphrase: set COFFER_PASSPHRASE, COFFER_PASSPHRASE_FILE, --passphrase-file or --key-file")
+        }
+        defer { fclose(tty) }
+        func ask(_ prompt: String) -> [UInt8] {
+            fputs(prompt, tty)
+            fflush(tty)
+            var attrs = termios()
+            tcgetattr(fileno(tty), &attrs)
+            let saved = attrs
+            attrs.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(fileno(tty), TCSAFLUSH, &attrs)
+            defer {
+                var restore = saved
+                tcsetattr(fileno(tty), TCSAFLUSH, &restore)
+                fputs("\n", tty)
+            }
+            var line: UnsafeMutablePointer<CChar>? = nil
+            var cap = 0
+            let n = getline(&line, &cap, tty)
+            defer { free(line) }
+            guard n > 0, let line else { return [] }
+            return trimmed(Array(UnsafeRawBufferPointer(start: line, count: n)))
+        }
+        let first = ask(text)
+        if confirm {
+            guard ask("Repeat passphrase: ") == first else {
+                throw VaultError.invalidArgument("the passphrases do not match")
+            }
+        }
+        return first
+    }
+}

@@ -1,0 +1,39 @@
+/// The kinds of object a vault holds; each lives under its own prefix.
+public enum ObjectKind: String, Sendable, CaseIterable {
+    case config
+    case keys
+    case packs
+    case index
+    case manifests
+    case locks
+
+    var singular: String {
+        switch self {
+        case .config: return "config"
+        case .keys: return "key slot"
+        case .packs: return "pack"
+        case .index: return "index file"
+        case .manifests: return "manifest"
+        case .locks: return "lock"
+        }
+    }
+}
+
+/// Where vault objects live. Objects are written once and never changed; `write` must be
+/// atomic (a reader sees the whole object or none) and durable before it returns.
+/// The core is synchronous and runs on its own threads; a remote backend blocks its caller.
+public protocol VaultBackend: Sendable {
+    /// Human-readable location, for messages.
+    var location: String { get }
+    func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8]
+    func read(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> [UInt8]
+    func size(_ kind: ObjectKind, _ name: String) throws -> Int
+    func exists(_ kind: ObjectKind, _ name: String) throws -> Bool
+    func list(_ kind: ObjectKind) throws -> [String]
+    /// Creates the object atomically and durably. Writing a name that exists replaces it
+    /// only where names are content hashes (so the bytes are the same).
+    func write(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws
+    func remove(_ kind: ObjectKind, _ name: String) throws
+    /// Temporary objects left by writers that died; removable once no writer is running.
+    func staleTemporaries() throws -> [String]
+}

@@ -1,0 +1,175 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A vault in a local directory. Writes go to `tmp/`, are fsynced, renamed into place, and
+/// the directory is fsynced, so a crash leaves either the whole object or a stray temporary.
+public struct LocalBackend: VaultBackend {
+    public let root: String
+
+    public init(path: String) {
+        root = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+    }
+
+    public var location: String { root }
+
+    func path(_ kind: ObjectKind, _ name: String) -> String {
+        switch kind {
+        case .config: return "\(root)/config"
+        case .packs: return "\(root)/packs/\(name.prefix(2))/\(name)"
+        default: return "\(root)/\(kind.rawValue)/\(name)"
+        }
+    }
+
+    public func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8] {
+        let p = path(kind, name)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw error(errno, kind, name, p) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw error(errno, kind, name, p) }
+        let size = Int(st.st_size)
+        let bytes = try readFully(fd: fd, offset: 0, length: size, path: p)
+        guard bytes.count == size else { throw VaultError.corruptObject(kind: kind, name: name, reason: "short read") }
+        return bytes
+    }
+
+    public func read(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> [UInt8] {
+        let p = path(kind, name)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw error(errno, kind, name, p) }
+        defer { close(fd) }
+        let bytes = try readFully(fd: fd, offset: offset, length: length, path: p)
+        guard bytes.count == length else {
+            throw VaultError.corruptObject(kind: kind, name: name,
+                                           reason: "truncated: wanted \(length) bytes at offset \(offset), file ends first")
+        }
+        return bytes
+    }
+
+    public func size(_ kind: ObjectKind, _ name: String) throws -> Int {
+        let p = path(kind, name)
+        var st = stat()
+        guard stat(p, &st) == 0 else { throw error(errno, kind, name, p) }
+        return Int(st.st_size)
+    }
+
+    public func exists(_ kind: ObjectKind, _ name: String) throws -> Bool {
+        access(path(kind, name), F_OK) == 0
+    }
+
+    public func list(_ kind: ObjectKind) throws -> [String] {
+        let fm = FileManager.default
+        switch kind {
+        case .config:
+            return fm.fileExists(atPath: path(.config, "")) ? ["config"] : []
+        case .packs:
+            let top = "\(root)/packs"
+            guard let dirs = try? fm.contentsOfDirectory(atPath: top) else { return [] }
+            var names: [String] = []
+            for d in dirs.sorted() where d.count == 2 {
+                names += ((try? fm.contentsOfDirectory(atPath: "\(top)/\(d)")) ?? []).filter { $0.count == 64 }
+            }
+            return names
+        default:
+            return ((try? fm.contentsOfDirectory(atPath: "\(root)/\(kind.rawValue)")) ?? []).sorted()
+        }
+    }
+
+    public func write(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws {
+        let final = path(kind, name)
+        let dir = (final as NSString).deletingLastPathComponent
+        try makeDirectory(dir)
+        let tmpDir = "\(root)/tmp"
+        try makeDirectory(tmpDir)
+        let tmp = "\(tmpDir)/\(kind.rawValue)-\(name.prefix(16))-\(Hex.encode(SecureRandom.bytes(8)))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        guard fd >= 0 else { throw error(errno, kind, name, tmp) }
+        var ok = false
+        defer {
+            if !ok { unlink(tmp) }
+        }
+        do {
+            try bytes.withUnsafeBytes { b in
+                var done = 0
+                while done < b.count {
+                    let n = Glibc.write(fd, b.baseAddress! + done, b.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw error(errno, kind, name, tmp)
+                    }
+                    done += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw error(errno, kind, name, tmp) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard close(fd) == 0 else { throw error(errno, kind, name, tmp) }
+        guard rename(tmp, final) == 0 else { throw error(errno, kind, name, final) }
+        ok = true
+        try syncDirectory(dir)
+    }
+
+    public func remove(_ kind: ObjectKind, _ name: String) throws {
+        let p = path(kind, name)
+        guard unlink(p) == 0 || errno == ENOENT else { throw error(errno, kind, name, p) }
+        try syncDirectory((p as NSString).deletingLastPathComponent)
+    }
+
+    public func staleTemporaries() throws -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/tmp")) ?? []).sorted()
+    }
+
+    // MARK: - helpers
+
+    private func readFully(fd: Int32, offset: Int, length: Int, path p: String) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: length)
+        var done = 0
+        try out.withUnsafeMutableBytes { b in
+            while done < length {
+                let n = pread(fd, b.baseAddress! + done, length - done, off_t(offset + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw VaultError.io(path: p, message: String(cString: strerror(errno)))
+                }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        if done < length { out.removeSubrange(done...) }
+        return out
+    }
+
+    private func makeDirectory(_ dir: String) throws {
+        if mkdir(dir, 0o755) == 0 {
+            try syncDirectory((dir as NSString).deletingLastPathComponent)
+            return
+        }
+        let e = errno
+        if e == EEXIST { return }
+        if e == ENOENT {
+            try makeDirectory((dir as NSString).deletingLastPathComponent)
+            try makeDirectory(dir)
+            return
+        }
+        throw e == ENOSPC ? VaultError.diskFull(path: root) : VaultError.io(path: dir, message: String(cString: strerror(e)))
+    }
+
+    private func syncDirectory(_ dir: String) throws {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw VaultError.io(path: dir, message: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        _ = fsync(fd)
+    }
+
+    private func error(_ e: Int32, _ kind: ObjectKind, _ name: String, _ p: String) -> VaultError {
+        switch e {
+        case ENOENT: return .missingObject(kind: kind, name: name)
+        case ENOSPC, EDQUOT: return .diskFull(path: root)
+        default: return .io(path: p, message: String(cString: strerror(e)))
+        }
+    }
+}

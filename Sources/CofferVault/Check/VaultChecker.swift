@@ -1,0 +1,167 @@
+import Foundation
+
+/// Checks a vault's structure, and with `readData` every byte of it.
+/// Problems name the object; notes are things that are not damage (the leftovers of an
+/// interrupted writer, which a later prune removes).
+public struct VaultChecker {
+    public struct Problem: Sendable, Codable {
+        public let kind: String
+        public let name: String
+        public let message: String
+    }
+
+    public struct Report: Sendable, Codable {
+        public var problems: [Problem] = []
+        public var notes: [String] = []
+        public var packs = 0
+        public var indexFiles = 0
+        public var manifests = 0
+        public var blobsChecked = 0
+        public var bytesRead: Int64 = 0
+        public var ok: Bool { problems.isEmpty }
+    }
+
+    let vault: Vault
+
+    public init(vault: Vault) { self.vault = vault }
+
+    public func run(readData: Bool, progress: (@Sendable (String) -> Void)? = nil) throws -> Report {
+        var report = Report()
+        let backend = vault.backend
+        func problem(_ kind: ObjectKind, _ name: String, _ message: String) {
+            report.problems.append(Problem(kind: kind.singular, name: name, message: message))
+        }
+
+        // Index files: each must match its name and open; a bad one is reported, not fatal.
+        let indexNames = try backend.list(.index)
+        report.indexFiles = indexNames.count
+        let bad = try vault.index.load(backend: backend, key: vault.key.dataKey, strict: false)
+        for b in bad { problem(.index, b.name, b.reason) }
+        var indexed: [PackID: [PackEntry]] = [:]
+        for name in indexNames where !bad.contains(where: { $0.name == name }) {
+            let file = try IndexFile.read(backend: backend, name: name, key: vault.key.dataKey)
+            for pack in file.packs { indexed[pack.id, default: []].append(contentsOf: pack.entries) }
+        }
+
+        // Packs: every indexed pack must exist with a header that agrees with the index.
+        let packNames = Set(try backend.list(.packs))
+        report.packs = packNames.count
+        for (pack, _) in indexed where !packNames.contains(pack.hex) {
+            problem(.packs, pack.hex, "missing (named by the index)")
+        }
+        let unindexed = packNames.filter { PackID(hex: $0).map { indexed[$0] == nil } ?? true }
+        if !unindexed.isEmpty {
+            report.notes.append("\(unindexed.count) pack(s) not in any index (left by an interrupted backup; prune removes them)")
+        }
+        let reader = try ArtifactReader(vault: vault)
+        for (n, name) in packNames.sorted().enumerated() {
+            progress?("pack \(n + 1)/\(packNames.count)")
+            do {
+                try checkPack(name: name, indexed: PackID(hex: name).flatMap { indexed[$0] }, readData: readData,
+                              reader: reader, report: &report)
+            } catch let error as VaultError {
+                switch error {
+                case .corruptObject(let kind, let name, let reason): problem(kind, name, reason)
+                case .missingObject(let kind, let name): problem(kind, name, "missing")
+                default: problem(.packs, name, error.description)
+                }
+            }
+        }
+
+        // Manifests: each must open, and every blob it names must be indexed in a present pack.
+        let manifestNames = try backend.list(.manifests)
+        report.manifests = manifestNames.count
+        for id in manifestNames {
+            do {
+                let m = try vault.readManifest(id: id)
+                for artifact in m.artifacts {
+                    for listID in artifact.lists?.ids ?? [] {
+                        try requirePresent(listID, packNames: packNames, manifest: id)
+                    }
+                    for blob in try reader.contentIDs(artifact) {
+                        try requirePresent(blob, packNames: packNames, manifest: id)
+                    }
+                }
+            } catch let error as VaultError {
+                switch error {
+                case .corruptObject(.manifests, _, let reason): problem(.manifests, id, reason)
+                default: problem(.manifests, id, error.description)
+                }
+            }
+        }
+
+        let temporaries = try backend.staleTemporaries()
+        if !temporaries.isEmpty {
+            report.notes.append("\(temporaries.count) temporary file(s) in tmp/ (left by an interrupted writer; never read)")
+        }
+        return report
+    }
+
+    private func requirePresent(_ id: BlobID, packNames: Set<String>, manifest: String) throws {
+        guard let loc = vault.index.lookup(id) else {
+            throw VaultError.corruptObject(kind: .manifests, name: manifest, reason: "names blob \(id.hex), which no index holds")
+        }
+        guard packNames.contains(loc.pack.hex) else {
+            throw VaultError.corruptObject(kind: .manifests, name: manifest,
+                                           reason: "needs pack \(loc.pack.hex), which is missing")
+        }
+    }
+
+    private func checkPack(name: String, indexed: [PackEntry]?, readData: Bool, reader: ArtifactReader,
+                           report: inout Report) throws {
+        let backend = vault.backend
+        let size = try backend.size(.packs, name)
+        let entries = try readHeader(name: name, size: size)
+        var offset: UInt32 = 0
+        for e in entries {
+            guard e.offset == offset else {
+                throw VaultError.corruptObject(kind: .packs, name: name, reason: "header entries are not contiguous")
+            }
+            offset += e.length
+        }
+        if let indexed {
+            let fromHeader = Dictionary(entries.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            for e in indexed where fromHeader[e.id] != e {
+                throw VaultError.corruptObject(kind: .packs, name: name,
+                                               reason: "index and pack header disagree about blob \(e.id.hex)")
+            }
+        }
+        guard readData else { return }
+        let bytes = try backend.read(.packs, name)
+        report.bytesRead += Int64(bytes.count)
+        guard SHA256.hex(bytes) == name else {
+            throw VaultError.corruptObject(kind: .packs, name: name, reason: "content does not match its name (hash)")
+        }
+        for e in entries {
+            let sealed = Array(bytes[Int(e.offset)..<Int(e.offset + e.length)])
+            guard let plain = PackFormat.openBlob(sealed, id: e.id, type: e.type, rawLength: Int(e.rawLength),
+                                                  key: vault.key.dataKey),
+                  BlobID(bytes: vault.idHasher.mac(prefix: [e.type.rawValue], plain)) == e.id
+            else {
+                throw VaultError.corruptObject(kind: .packs, name: name, reason: "blob \(e.id.hex) fails authentication")
+            }
+            report.blobsChecked += 1
+        }
+    }
+
+    /// The pack's own header, read from its tail.
+    func readHeader(name: String, size: Int) throws -> [PackEntry] {
+        let backend = vault.backend
+        guard size >= 4 else { throw VaultError.corruptObject(kind: .packs, name: name, reason: "truncated (\(size) bytes)") }
+        let lenBytes = try backend.read(.packs, name, offset: size - 4, length: 4)
+        let headerLength = Int(lenBytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
+        guard headerLength >= AESGCM.overhead, headerLength <= size - 4 else {
+            throw VaultError.corruptObject(kind: .packs, name: name, reason: "truncated or bad header length")
+        }
+        let sealed = try backend.read(.packs, name, offset: size - 4 - headerLength, length: headerLength)
+        guard let plain = AESGCM.open(key: vault.key.dataKey, aad: AssociatedData.packHeader, sealed),
+              let entries = try? PackFormat.decodeHeader(plain)
+        else {
+            throw VaultError.corruptObject(kind: .packs, name: name, reason: "header fails authentication (truncated or changed)")
+        }
+        guard let last = entries.last.map({ Int($0.offset + $0.length) }) ?? Optional(0), last == size - 4 - headerLength else {
+            throw VaultError.corruptObject(kind: .packs, name: name, reason: "header does not cover the pack")
+        }
+        return entries
+    }
+}

@@ -1,0 +1,117 @@
+/// How a stream is cut into blobs; chosen per stream by whoever knows the data
+/// (a plugin's hint, or `--chunker` on the command line).
+public enum ChunkerSpec: Sendable, Equatable, CustomStringConvertible {
+    /// Content-defined (FastCDC) with the vault's min/avg/max: for dumps and unknown streams.
+    case contentDefined
+    /// Fixed blocks of this many bytes: for page-structured files that change in place.
+    case fixed(Int)
+    /// The whole stream as one blob (up to `wholeLimit`, then continued in blocks of that size):
+    /// for log segments, which never change once written.
+    case whole
+
+    public static let wholeLimit = 64 << 20
+
+    public init(parsing text: String) throws {
+        switch text {
+        case "cdc": self = .contentDefined
+        case "whole": self = .whole
+        default:
+            guard text.hasPrefix("fixed:"), let size = ByteSize.parse(String(text.dropFirst(6))),
+                  size >= 512, size <= ChunkerSpec.wholeLimit
+            else {
+                throw VaultError.invalidArgument(
+                    "unknown chunker '\(text)': use cdc, whole, or fixed:SIZE with SIZE from 512 to 64M (e.g. fixed:8K)")
+            }
+            self = .fixed(size)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .contentDefined: return "cdc"
+        case .fixed(let size): return "fixed:\(size)"
+        case .whole: return "whole"
+        }
+    }
+
+    /// The largest chunk this spec can produce; sizes the read buffer.
+    func maxChunk(_ params: ChunkerParameters) -> Int {
+        switch self {
+        case .contentDefined: return params.max
+        case .fixed(let size): return size
+        case .whole: return ChunkerSpec.wholeLimit
+        }
+    }
+}
+
+public enum ByteSize {
+    /// "4096", "8K", "1M", "2G" (binary units).
+    public static func parse(_ text: String) -> Int? {
+        guard let last = text.last else { return nil }
+        let units: [Character: Int] = ["K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30]
+        if let unit = units[last] {
+            return Int(text.dropLast()).map { $0 * unit }
+        }
+        return Int(text)
+    }
+}
+
+/// Reads a stream through a file descriptor-like source and yields chunks in order.
+/// The buffer holds at least one maximal chunk so every cut sees the same bytes
+/// whatever the read sizes were: that is what makes cuts deterministic.
+public struct StreamChunker {
+    let spec: ChunkerSpec
+    private let cdc: FastCDC
+    private let maxChunk: Int
+    private var buffer: [UInt8]
+    private var start = 0
+    private var end = 0
+    private var eof = false
+    private let read: (UnsafeMutableRawBufferPointer) throws -> Int
+
+    public init(spec: ChunkerSpec, cdc: FastCDC, read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
+        self.spec = spec
+        self.cdc = cdc
+        self.maxChunk = spec.maxChunk(cdc.parameters)
+        self.buffer = [UInt8](repeating: 0, count: max(2 * maxChunk, 8 << 20))
+        self.read = read
+    }
+
+    /// The next chunk, or nil at the end of the stream.
+    public mutating func next() throws -> [UInt8]? {
+        if end - start < maxChunk && !eof { try fill() }
+        let available = end - start
+        if available == 0 { return nil }
+        let cut: Int
+        switch spec {
+        case .contentDefined:
+            cut = buffer.withUnsafeBufferPointer { cdc.cut(UnsafeBufferPointer(rebasing: $0[start..<end])) }
+        case .fixed(let size):
+            cut = min(size, available)
+        case .whole:
+            cut = min(ChunkerSpec.wholeLimit, available)
+        }
+        let chunk = Array(buffer[start..<(start + cut)])
+        start += cut
+        return chunk
+    }
+
+    private mutating func fill() throws {
+        if start > 0 {
+            let remaining = end - start
+            if remaining > 0 {
+                buffer.withUnsafeMutableBytes { b in
+                    b.baseAddress!.copyMemory(from: b.baseAddress! + start, byteCount: remaining)
+                }
+            }
+            start = 0
+            end = remaining
+        }
+        while end < buffer.count && !eof {
+            let n = try buffer.withUnsafeMutableBytes { b in
+                try read(UnsafeMutableRawBufferPointer(rebasing: b[end...]))
+            }
+            if n == 0 { eof = true } else { end += n }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+/// A 32-byte SHA-256 of a pack file's bytes; also its file name.
+public typealias PackID = BlobID
+
+/// One blob's place inside a pack, as the pack header and the index record it.
+public struct PackEntry: Sendable, Equatable {
+    public var type: BlobType
+    public var id: BlobID
+    public var offset: UInt32
+    /// Stored (sealed) length.
+    public var length: UInt32
+    /// Plaintext length before compression.
+    public var rawLength: UInt32
+
+    static let encodedSize = 1 + 32 + 4 + 4 + 4
+
+    func encode(into w: inout ByteWriter) {
+        w.u8(type.rawValue)
+        w.raw(id.bytes)
+        w.u32(offset)
+        w.u32(length)
+        w.u32(rawLength)
+    }
+
+    static func decode(from r: inout ByteReader) throws -> PackEntry {
+        let t = try r.u8()
+        guard let type = BlobType(rawValue: t) else { throw PackFormatError.badEntry("unknown blob type \(t)") }
+        return PackEntry(type: type, id: try r.id(), offset: try r.u32(), length: try r.u32(), rawLength: try r.u32())
+    }
+}
+
+enum PackFormatError: Error { case badEntry(String) }
+
+/// Pack layout: the sealed blobs back to back, then the sealed header listing them, then the
+/// header's sealed length as a little-endian u32. A reader that has only the pack (no index)
+/// can find every blob from the tail.
+public enum PackFormat {
+    static let headerMagic = Array("CFPK".utf8)
+    static let headerVersion: UInt8 = 1
+    /// Sealed blob payloads start with this byte: how the rest is encoded.
+    static let encodingRaw: UInt8 = 0
+    static let encodingZstd: UInt8 = 1
+
+    static func encodeHeader(_ entries: [PackEntry]) -> [UInt8] {
+        var w = ByteWriter()
+        w.raw(headerMagic)
+        w.u8(headerVersion)
+        w.u32(UInt32(entries.count))
+        for e in entries { e.encode(into: &w) }
+        return w.bytes
+    }
+
+    static func decodeHeader(_ plain: [UInt8]) throws -> [PackEntry] {
+        var r = ByteReader(plain)
+        guard try r.raw(4) == headerMagic else { throw PackFormatError.badEntry("bad header magic") }
+        let version = try r.u8()
+        guard version == headerVersion else { throw PackFormatError.badEntry("unknown header version \(version)") }
+        let count = Int(try r.u32())
+        guard count * PackEntry.encodedSize == r.remaining else { throw PackFormatError.badEntry("header length mismatch") }
+        return try (0..<count).map { _ in try PackEntry.decode(from: &r) }
+    }
+
+    /// Seals one blob's plaintext: compressed when that helps, then AES-GCM with id and type
+    /// as associated data.
+    static func sealBlob(_ plain: UnsafeRawBufferPointer, id: BlobID, type: BlobType, key: [UInt8],
+                         zstd: Zstd?) -> [UInt8] {
+        let aad = AssociatedData.blob(id, type)
+        if let zstd, let compressed = zstd.compress(plain) {
+            return withUnsafeBytes(of: encodingZstd) { flag in
+                compressed.withUnsafeBytes { AESGCM.seal(key: key, aad: aad, parts: [flag, $0]) }
+            }
+        }
+        return withUnsafeBytes(of: encodingRaw) { flag in AESGCM.seal(key: key, aad: aad, parts: [flag, plain]) }
+    }
+
+    /// Opens a sealed blob, returning its plaintext; nil when authentication or decoding fails.
+    static func openBlob(_ sealed: [UInt8], id: BlobID, type: BlobType, rawLength: Int, key: [UInt8]) -> [UInt8]? {
+        guard let payload = AESGCM.open(key: key, aad: AssociatedData.blob(id, type), sealed), !payload.isEmpty else {
+            return nil
+        }
+        switch payload[0] {
+        case encodingRaw:
+            return payload.count - 1 == rawLength ? Array(payload[1...]) : nil
+        case encodingZstd:
+            return payload.withUnsafeBytes { Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[1...]), rawLength: rawLength) }
+        default:
+            return nil
+        }
+    }
+}
+
+/// Collects sealed blobs for one pack.
+struct PackBuilder {
+    private(set) var bytes: [UInt8] = []
+    private(set) var entries: [PackEntry] = []
+
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
+    var isEmpty: Bool { entries.isEmpty }
+    var size: Int { bytes.count }
+
+    mutating func add(id: BlobID, type: BlobType, sealed: [UInt8], rawLength: Int) {
+        entries.append(PackEntry(type: type, id: id, offset: UInt32(bytes.count), length: UInt32(sealed.count),
+                                 rawLength: UInt32(rawLength)))
+        bytes.append(contentsOf: sealed)
+    }
+
+    /// The finished pack bytes and its id.
+    consuming func finish(key: [UInt8]) -> (bytes: [UInt8], id: PackID, entries: [PackEntry]) {
+        let header = AESGCM.seal(key: key, aad: AssociatedData.packHeader, PackFormat.encodeHeader(entries))
+        bytes.append(contentsOf: header)
+        withUnsafeBytes(of: UInt32(header.count).littleEndian) { bytes.append(contentsOf: $0) }
+        let id = PackID(bytes: SHA256.hash(bytes))
+        return (bytes, id, entries)
+    }
+}

@@ -1,0 +1,112 @@
+@testable import CofferVault
+import XCTest
+
+final class RoundTripTests: XCTestCase {
+    func testSmallStreamsAllChunkers() throws {
+        let scratch = try ScratchVault()
+        var gen = TestStream(seed: 21)
+        for size in [0, 1, 63, 4096, (1 << 20) - 1, 1 << 20, (5 << 20) + 3] {
+            let data = gen.bytes(size)
+            for spec in [ChunkerSpec.contentDefined, .fixed(8192), .whole] {
+                let id = try scratch.put(data, chunker: spec)
+                XCTAssertEqual(try scratch.get(id), data, "size \(size) with \(spec)")
+            }
+        }
+    }
+
+    func testCompressibleDataIsStoredCompressed() throws {
+        let scratch = try ScratchVault()
+        let text = Array(String(repeating: "INSERT INTO t VALUES (1, 'row of text that repeats');\n", count: 200_000).utf8)
+        let before = scratch.diskBytes
+        let id = try scratch.put(text)
+        XCTAssertLessThan(scratch.diskBytes - before, Int64(text.count / 10))
+        XCTAssertEqual(try scratch.get(id), text)
+    }
+
+    /// More chunks than fit inline: the id list goes into list blobs.
+    func testLargeArtifactUsesListBlobs() throws {
+        let scratch = try ScratchVault()
+        var gen = TestStream(seed: 22)
+        let data = gen.bytes(Artifact.inlineLimit * 512 + 777)
+        let id = try scratch.put(data, chunker: .fixed(512))
+        let manifest = try scratch.vault.readManifest(id: id)
+        XCTAssertNil(manifest.artifacts[0].blobs)
+        XCTAssertEqual(manifest.artifacts[0].lists?.ids.count, 1)
+        XCTAssertEqual(try scratch.reopen().readManifest(id: id), manifest)
+        XCTAssertEqual(try scratch.get(id), data)
+    }
+
+    /// 1 GiB through the whole pipeline and back, compared by SHA-256 (never held in memory).
+    func testOneGiBRoundTrip() throws {
+        let scratch = try ScratchVault()
+        let size = 1 << 30
+        let source = GeneratedSource(seed: 23, size: size)
+        let session = try BackupSession(vault: scratch.vault)
+        let artifact = try session.store(name: "big", chunker: .contentDefined, read: source.read)
+        let id = try session.commit(session.manifest(source: "big", artifacts: [artifact]))
+        XCTAssertEqual(artifact.size, Int64(size))
+
+        let vault = try scratch.reopen()
+        let manifest = try vault.readManifest(id: id)
+        let out = StreamingSHA256()
+        var total = 0
+        try ArtifactReader(vault: vault).read(manifest.artifacts[0]) { chunk in
+            out.update(chunk)
+            total += chunk.count
+        }
+        XCTAssertEqual(total, size)
+        XCTAssertEqual(out.finish(), source.digest)
+    }
+
+    func testIndexIsReloadedAcrossSessions() throws {
+        let scratch = try ScratchVault()
+        var gen = TestStream(seed: 24)
+        let data = gen.bytes(6 << 20)
+        try scratch.put(data)
+        let reopened = try scratch.reopen()
+        let session = try BackupSession(vault: reopened)
+        _ = try session.store(name: "again", chunker: .contentDefined, bytes: data)
+        XCTAssertEqual(session.statistics.newBlobs, 0, "a new session must dedupe against the stored index")
+        XCTAssertGreaterThan(session.statistics.reusedBlobs, 0)
+    }
+
+    func testBackupListingAndPrefixes() throws {
+        let scratch = try ScratchVault()
+        let a = try scratch.put([1, 2, 3], source: "alpha")
+        let b = try scratch.put([4, 5, 6], source: "beta")
+        XCTAssertEqual(try scratch.vault.backups().map(\.id).sorted(), [a, b].sorted())
+        XCTAssertEqual(try scratch.vault.backups(source: "beta").map(\.id), [b])
+        XCTAssertEqual(try scratch.vault.resolveBackup(String(a.prefix(10))), a)
+        XCTAssertThrowsError(try scratch.vault.resolveBackup("zzzzzz")) { XCTAssertEqual($0 as? VaultError, .backupNotFound("zzzzzz")) }
+    }
+}
+
+final class DedupeTests: XCTestCase {
+    static let size = 256 << 20
+
+    func testSameStreamTwiceGrowsUnderOnePercent() throws {
+        let scratch = try ScratchVault()
+        var gen = TestStream(seed: 31)
+        let data = gen.bytes(DedupeTests.size)
+        try scratch.put(data)
+        let before = scratch.diskBytes
+        try scratch.put(data)
+        let growth = Double(scratch.diskBytes - before) / Double(before)
+        XCTAssertLessThan(growth, 0.01, "growth \(growth)")
+    }
+
+    func testShiftedStreamGrowsUnderFivePercent() throws {
+        let scratch = try ScratchVault()
+        var gen = TestStream(seed: 32)
+        let data = gen.bytes(DedupeTests.size)
+        try scratch.put(data)
+        let before = scratch.diskBytes
+        var edited = data
+        edited.removeSubrange((DedupeTests.size - (1 << 20))..<(DedupeTests.size - (1 << 20) + 100))
+        edited.insert(contentsOf: gen.bytes(100), at: 1 << 20)
+        let id = try scratch.put(edited)
+        let growth = Double(scratch.diskBytes - before) / Double(before)
+        XCTAssertLessThan(growth, 0.05, "growth \(growth)")
+        XCTAssertEqual(try scratch.get(id), edited)
+    }
+}
