@@ -15,7 +15,7 @@ struct VaultInit: ParsableCommand {
 
     @OptionGroup var options: VaultOptions
 
-    @Option(help: ArgumentHelp("Average content-defined chunk size; min is a quarter, max four times it.", valueName: "size"))
+    @Option(help: ArgumentHelp("Average content-defined chunk size; min is half, max four times it.", valueName: "size"))
     var chunkSize: String = "1M"
 
     @Option(help: ArgumentHelp("Pack files are closed at this size.", valueName: "size"))
@@ -32,9 +32,8 @@ struct VaultInit: ParsableCommand {
             guard let avg = ByteSize.parse(chunkSize), let pack = ByteSize.parse(packSize) else {
                 throw VaultError.invalidArgument("sizes are numbers with an optional K, M or G")
             }
-            var config = VaultConfig(chunker: ChunkerParameters(min: avg / 4, avg: avg, max: avg * 4), packSize: pack,
+            let config = VaultConfig(chunker: ChunkerParameters(average: avg), packSize: pack,
                                      compressionLevel: compression)
-            config.compressionLevel = compression
             let secret: KeySecret
             if let keyFile = options.keyFile ?? options.environment["COFFER_KEY_FILE"],
                !FileManager.default.fileExists(atPath: keyFile) {

@@ -77,3 +77,24 @@ final class ChunkerTests: XCTestCase {
         XCTAssertThrowsError(try ChunkerSpec(parsing: "rabin"))
     }
 }
+
+extension ChunkerTests {
+    func testUnrolledCutEqualsReferenceLoop() {
+        var gen = TestStream(seed: 15)
+        let cdc = FastCDC(parameters: params, seed: seed)
+        let data = gen.bytes(16 << 20)
+        data.withUnsafeBufferPointer { buf in
+            var offset = 0
+            var cuts = 0
+            while offset < buf.count {
+                // Odd and even window sizes exercise both tails of the two-byte loop.
+                let window = UnsafeBufferPointer(rebasing: buf[offset..<min(offset + params.max + (cuts % 2), buf.count)])
+                let cut = cdc.cut(window)
+                XCTAssertEqual(cut, cdc.referenceCut(window), "at offset \(offset)")
+                offset += cut
+                cuts += 1
+            }
+            XCTAssertGreaterThan(cuts, 100)
+        }
+    }
+}

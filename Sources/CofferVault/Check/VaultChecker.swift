@@ -129,9 +129,6 @@ public struct VaultChecker {
         guard readData else { return }
         let bytes = try backend.read(.packs, name)
         report.bytesRead += Int64(bytes.count)
-        guard SHA256.hex(bytes) == name else {
-            throw VaultError.corruptObject(kind: .packs, name: name, reason: "content does not match its name (hash)")
-        }
         for e in entries {
             let sealed = Array(bytes[Int(e.offset)..<Int(e.offset + e.length)])
             guard let plain = PackFormat.openBlob(sealed, id: e.id, type: e.type, rawLength: Int(e.rawLength),
@@ -154,6 +151,9 @@ public struct VaultChecker {
             throw VaultError.corruptObject(kind: .packs, name: name, reason: "truncated or bad header length")
         }
         let sealed = try backend.read(.packs, name, offset: size - 4 - headerLength, length: headerLength)
+        guard SHA256.hex(sealed + lenBytes) == name else {
+            throw VaultError.corruptObject(kind: .packs, name: name, reason: "header does not match the pack's name (hash)")
+        }
         guard let plain = AESGCM.open(key: vault.key.dataKey, aad: AssociatedData.packHeader, sealed),
               let entries = try? PackFormat.decodeHeader(plain)
         else {

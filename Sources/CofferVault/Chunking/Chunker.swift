@@ -5,11 +5,11 @@ public enum ChunkerSpec: Sendable, Equatable, CustomStringConvertible {
     case contentDefined
     /// Fixed blocks of this many bytes: for page-structured files that change in place.
     case fixed(Int)
-    /// The whole stream as one blob (up to `wholeLimit`, then continued in blocks of that size):
-    /// for log segments, which never change once written.
+    /// The whole stream as one blob (up to `wholeLimit`, 16 MiB, a PostgreSQL WAL segment; a
+    /// longer stream continues in blocks of that size): for log segments, written once.
     case whole
 
-    public static let wholeLimit = 64 << 20
+    public static let wholeLimit = 16 << 20
 
     public init(parsing text: String) throws {
         switch text {
@@ -20,7 +20,7 @@ public enum ChunkerSpec: Sendable, Equatable, CustomStringConvertible {
                   size >= 512, size <= ChunkerSpec.wholeLimit
             else {
                 throw VaultError.invalidArgument(
-                    "unknown chunker '\(text)': use cdc, whole, or fixed:SIZE with SIZE from 512 to 64M (e.g. fixed:8K)")
+                    "unknown chunker '\(text)': use cdc, whole, or fixed:SIZE with SIZE from 512 to 16M (e.g. fixed:8K)")
             }
             self = .fixed(size)
         }
@@ -73,15 +73,24 @@ public struct StreamChunker {
         self.spec = spec
         self.cdc = cdc
         self.maxChunk = spec.maxChunk(cdc.parameters)
-        self.buffer = [UInt8](repeating: 0, count: max(2 * maxChunk, 8 << 20))
+        // Fixed-size cuts tile the buffer exactly, so refills never move a remainder; for
+        // content-defined cuts the remainder moved is under `max` per buffer's worth.
+        let blocks = max(2, (16 << 20) / maxChunk)
+        self.buffer = [UInt8](repeating: 0, count: blocks * maxChunk)
         self.read = read
     }
 
     /// The next chunk, or nil at the end of the stream.
     public mutating func next() throws -> [UInt8]? {
+        var chunk: [UInt8] = []
+        return try next(into: &chunk) ? chunk : nil
+    }
+
+    /// Replaces `chunk`'s content with the next chunk (reusing its capacity); false at the end.
+    public mutating func next(into chunk: inout [UInt8]) throws -> Bool {
         if end - start < maxChunk && !eof { try fill() }
         let available = end - start
-        if available == 0 { return nil }
+        if available == 0 { return false }
         let cut: Int
         switch spec {
         case .contentDefined:
@@ -91,13 +100,15 @@ public struct StreamChunker {
         case .whole:
             cut = min(ChunkerSpec.wholeLimit, available)
         }
-        let chunk = Array(buffer[start..<(start + cut)])
+        chunk.removeAll(keepingCapacity: true)
+        chunk.append(contentsOf: buffer[start..<(start + cut)])
         start += cut
-        return chunk
+        return true
     }
 
     private mutating func fill() throws {
-        if start > 0 {
+        // Move the remainder to the front only when the tail cannot hold a maximal chunk.
+        if start > 0 && buffer.count - start < maxChunk {
             let remaining = end - start
             if remaining > 0 {
                 buffer.withUnsafeMutableBytes { b in

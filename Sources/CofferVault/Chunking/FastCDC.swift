@@ -4,8 +4,13 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
     public var avg: Int
     public var max: Int
 
-    /// 256 KiB / 1 MiB / 4 MiB: 1 TiB of data is about a million index entries.
-    public static let standard = ChunkerParameters(min: 256 << 10, avg: 1 << 20, max: 4 << 20)
+    /// 512 KiB / 1 MiB / 4 MiB: 1 TiB of data is about a million index entries.
+    public static let standard = ChunkerParameters(average: 1 << 20)
+
+    /// min = avg/2 (bytes below it are skipped, not hashed: the chunker's speed), max = 4·avg.
+    public init(average: Int) {
+        self.init(min: average / 2, avg: average, max: average * 4)
+    }
 
     public init(min: Int, avg: Int, max: Int) {
         self.min = min
@@ -62,10 +67,32 @@ public struct FastCDC: Sendable {
             let gp = g.baseAddress!
             var h: UInt64 = 0
             var i = parameters.min
+            // Two bytes a step: h advances by (h << 2) + (2·g[a] + g[b]), so the loop-carried
+            // dependency is one shift and one add per two bytes, while the value after the
+            // first byte, (h << 1) + g[a], is computed beside it for its own test. The cut
+            // points are exactly those of the one-byte loop.
+            while i + 1 < normal {
+                let a = gp[Int(p[i])]
+                let b = gp[Int(p[i + 1])]
+                let first = (h << 1) &+ a
+                if first & maskS == 0 { return i + 1 }
+                h = (h << 2) &+ ((a << 1) &+ b)
+                if h & maskS == 0 { return i + 2 }
+                i += 2
+            }
             while i < normal {
                 h = (h << 1) &+ gp[Int(p[i])]
                 if h & maskS == 0 { return i + 1 }
                 i += 1
+            }
+            while i + 1 < end {
+                let a = gp[Int(p[i])]
+                let b = gp[Int(p[i + 1])]
+                let first = (h << 1) &+ a
+                if first & maskL == 0 { return i + 1 }
+                h = (h << 2) &+ ((a << 1) &+ b)
+                if h & maskL == 0 { return i + 2 }
+                i += 2
             }
             while i < end {
                 h = (h << 1) &+ gp[Int(p[i])]
@@ -74,5 +101,19 @@ public struct FastCDC: Sendable {
             }
             return end
         }
+    }
+
+    /// The plain one-byte-a-step loop; the specification `cut` must agree with (tested).
+    func referenceCut(_ data: UnsafeBufferPointer<UInt8>) -> Int {
+        let n = data.count
+        if n <= parameters.min { return n }
+        let end = Swift.min(n, parameters.max)
+        let normal = Swift.min(end, parameters.avg)
+        var h: UInt64 = 0
+        for i in parameters.min..<end {
+            h = (h << 1) &+ gear[Int(data[i])]
+            if h & (i < normal ? maskS : maskL) == 0 { return i + 1 }
+        }
+        return end
     }
 }

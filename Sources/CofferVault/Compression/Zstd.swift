@@ -20,20 +20,25 @@ public final class Zstd: Sendable {
 
     /// Compressed bytes, or nil when compression would not shrink the input.
     public func compress(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
+        var out: [UInt8] = []
+        return compress(input, into: &out).map { Array(out[0..<$0]) }
+    }
+
+    /// Compresses into the front of `out`, which grows when too small and never shrinks (it
+    /// is a reused scratch buffer). Returns the compressed length, or nil when compression
+    /// would not save at least 1/64 of the input.
+    public func compress(_ input: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Int? {
         guard input.count > 64 else { return nil }
         let bound = ZSTD_compressBound(input.count)
+        let limit = min(bound, input.count - input.count / 64)
         let context = pool.withLock { $0.popLast() } ?? Context(pointer: ZSTD_createCCtx()!)
         defer { pool.withLock { $0.append(context) } }
-        let ctx = context.pointer
-        // Only worth keeping if it saves at least 1/64 of the input.
-        let limit = min(bound, input.count - input.count / 64)
-        var out = [UInt8](unsafeUninitializedCapacity: bound) { buf, initialized in
-            let n = ZSTD_compressCCtx(ctx, buf.baseAddress, bound, input.baseAddress, input.count, level)
-            initialized = ZSTD_isError(n) != 0 ? 0 : n
+        out.grow(to: bound)
+        let n = out.withUnsafeMutableBytes { buf in
+            ZSTD_compressCCtx(context.pointer, buf.baseAddress, bound, input.baseAddress, input.count, level)
         }
-        guard !out.isEmpty, out.count < limit else { return nil }
-        if out.capacity > out.count * 2 { out = Array(out) }
-        return out
+        guard ZSTD_isError(n) == 0, n < limit else { return nil }
+        return n
     }
 
     public static func decompress(_ input: UnsafeRawBufferPointer, rawLength: Int) -> [UInt8]? {

@@ -9,15 +9,25 @@ public enum AESGCM {
     /// Encrypts `parts` (concatenated) so that callers can put a one-byte header in front of a
     /// large payload without copying the payload first.
     public static func seal(key: [UInt8], aad: [UInt8], parts: [UnsafeRawBufferPointer]) -> [UInt8] {
+        var out: [UInt8] = []
+        let n = seal(key: key, aad: aad, parts: parts, into: &out, at: 0)
+        precondition(n == out.count)
+        return out
+    }
+
+    /// Writes the sealed form of `parts` into `out` at `startCount`, growing `out` when it is
+    /// too small (it may be a reused scratch buffer, never shrunk). Returns the sealed length.
+    @discardableResult
+    public static func seal(key: [UInt8], aad: [UInt8], parts: [UnsafeRawBufferPointer], into out: inout [UInt8],
+                            at startCount: Int) -> Int {
         precondition(key.count == 32)
         let total = parts.reduce(0) { $0 + $1.count }
-        var out = [UInt8](repeating: 0, count: total + overhead)
-        let nonce = SecureRandom.bytes(nonceSize)
+        out.grow(to: startCount + total + overhead)
         let ctx = EVP_CIPHER_CTX_new()!
         defer { EVP_CIPHER_CTX_free(ctx) }
         out.withUnsafeMutableBufferPointer { o in
-            let base = o.baseAddress!
-            nonce.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: nonceSize) }
+            let base = o.baseAddress! + startCount
+            precondition(RAND_bytes(base, Int32(nonceSize)) == 1, "RAND_bytes failed")
             var len: Int32 = 0
             key.withUnsafeBufferPointer { k in
                 precondition(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, k.baseAddress, base) == 1)
@@ -43,7 +53,7 @@ public enum AESGCM {
             offset += Int(len)
             precondition(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagSize), base + offset) == 1)
         }
-        return out
+        return total + overhead
     }
 
     public static func seal(key: [UInt8], aad: [UInt8], _ plaintext: [UInt8]) -> [UInt8] {
@@ -86,7 +96,51 @@ public enum AESGCM {
         return ok ? out : nil
     }
 
+    /// Opens a sealed payload whose first plaintext byte says how the rest is encoded, writing
+    /// the rest straight into `body` (grown if needed) with no copy. Returns the first byte and
+    /// the body's length, or nil when the tag does not verify.
+    static func open(key: [UInt8], aad: [UInt8], _ sealed: UnsafeRawBufferPointer,
+                     splittingFirstByteInto body: inout [UInt8]) -> (first: UInt8, length: Int)? {
+        guard sealed.count >= overhead + 1 else { return nil }
+        let n = sealed.count - overhead - 1
+        body.grow(to: n)
+        let ctx = EVP_CIPHER_CTX_new()!
+        defer { EVP_CIPHER_CTX_free(ctx) }
+        let base = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var len: Int32 = 0
+        var first: UInt8 = 0
+        let ok: Bool = body.withUnsafeMutableBufferPointer { o in
+            guard key.withUnsafeBufferPointer({ EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, $0.baseAddress, base) }) == 1
+            else { return false }
+            if !aad.isEmpty {
+                guard aad.withUnsafeBufferPointer({ EVP_DecryptUpdate(ctx, nil, &len, $0.baseAddress, Int32($0.count)) }) == 1
+                else { return false }
+            }
+            guard EVP_DecryptUpdate(ctx, &first, &len, base + nonceSize, 1) == 1 else { return false }
+            var done = 0
+            while done < n {
+                let step = min(n - done, 1 << 30)
+                guard EVP_DecryptUpdate(ctx, o.baseAddress! + done, &len, base + nonceSize + 1 + done, Int32(step)) == 1
+                else { return false }
+                done += step
+            }
+            let tag = UnsafeMutableRawPointer(mutating: base + nonceSize + 1 + n)
+            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(tagSize), tag) == 1 else { return false }
+            var finalLen: Int32 = 0
+            var sink: UInt8 = 0
+            return EVP_DecryptFinal_ex(ctx, &sink, &finalLen) == 1
+        }
+        return ok ? (first, n) : nil
+    }
+
     public static func open(key: [UInt8], aad: [UInt8], _ sealed: [UInt8]) -> [UInt8]? {
         sealed.withUnsafeBytes { open(key: key, aad: aad, $0) }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Makes `count` at least `n`, zero-filling only the new part (scratch buffers grow once).
+    mutating func grow(to n: Int) {
+        if count < n { append(contentsOf: repeatElement(0, count: n - count)) }
     }
 }

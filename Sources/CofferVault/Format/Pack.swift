@@ -59,29 +59,34 @@ public enum PackFormat {
         return try (0..<count).map { _ in try PackEntry.decode(from: &r) }
     }
 
-    /// Seals one blob's plaintext: compressed when that helps, then AES-GCM with id and type
-    /// as associated data.
+    /// Seals one blob's plaintext into the front of `out`: compressed (through `scratch`) when
+    /// that helps, then AES-GCM with id and type as associated data. Returns the sealed length.
     static func sealBlob(_ plain: UnsafeRawBufferPointer, id: BlobID, type: BlobType, key: [UInt8],
-                         zstd: Zstd?) -> [UInt8] {
+                         zstd: Zstd?, scratch: inout [UInt8], into out: inout [UInt8]) -> Int {
         let aad = AssociatedData.blob(id, type)
-        if let zstd, let compressed = zstd.compress(plain) {
+        if let zstd, let n = zstd.compress(plain, into: &scratch) {
             return withUnsafeBytes(of: encodingZstd) { flag in
-                compressed.withUnsafeBytes { AESGCM.seal(key: key, aad: aad, parts: [flag, $0]) }
+                scratch.withUnsafeBytes {
+                    AESGCM.seal(key: key, aad: aad, parts: [flag, UnsafeRawBufferPointer(rebasing: $0[0..<n])], into: &out, at: 0)
+                }
             }
         }
-        return withUnsafeBytes(of: encodingRaw) { flag in AESGCM.seal(key: key, aad: aad, parts: [flag, plain]) }
+        return withUnsafeBytes(of: encodingRaw) { flag in
+            AESGCM.seal(key: key, aad: aad, parts: [flag, plain], into: &out, at: 0)
+        }
     }
 
     /// Opens a sealed blob, returning its plaintext; nil when authentication or decoding fails.
     static func openBlob(_ sealed: [UInt8], id: BlobID, type: BlobType, rawLength: Int, key: [UInt8]) -> [UInt8]? {
-        guard let payload = AESGCM.open(key: key, aad: AssociatedData.blob(id, type), sealed), !payload.isEmpty else {
-            return nil
-        }
-        switch payload[0] {
+        var body: [UInt8] = []
+        guard let (encoding, n) = sealed.withUnsafeBytes({
+            AESGCM.open(key: key, aad: AssociatedData.blob(id, type), $0, splittingFirstByteInto: &body)
+        }) else { return nil }
+        switch encoding {
         case encodingRaw:
-            return payload.count - 1 == rawLength ? Array(payload[1...]) : nil
+            return n == rawLength ? body : nil
         case encodingZstd:
-            return payload.withUnsafeBytes { Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[1...]), rawLength: rawLength) }
+            return body.withUnsafeBytes { Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[0..<n]), rawLength: rawLength) }
         default:
             return nil
         }
@@ -90,26 +95,33 @@ public enum PackFormat {
 
 /// Collects sealed blobs for one pack.
 struct PackBuilder {
-    private(set) var bytes: [UInt8] = []
+    private(set) var bytes: [UInt8]
     private(set) var entries: [PackEntry] = []
 
-    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+    init(buffer: [UInt8]) { bytes = buffer }
 
     var isEmpty: Bool { entries.isEmpty }
     var size: Int { bytes.count }
 
-    mutating func add(id: BlobID, type: BlobType, sealed: [UInt8], rawLength: Int) {
+    mutating func add(id: BlobID, type: BlobType, sealed: UnsafeRawBufferPointer, rawLength: Int) {
         entries.append(PackEntry(type: type, id: id, offset: UInt32(bytes.count), length: UInt32(sealed.count),
                                  rawLength: UInt32(rawLength)))
         bytes.append(contentsOf: sealed)
     }
 
-    /// The finished pack bytes and its id.
-    consuming func finish(key: [UInt8]) -> (bytes: [UInt8], id: PackID, entries: [PackEntry]) {
-        let header = AESGCM.seal(key: key, aad: AssociatedData.packHeader, PackFormat.encodeHeader(entries))
-        bytes.append(contentsOf: header)
-        withUnsafeBytes(of: UInt32(header.count).littleEndian) { bytes.append(contentsOf: $0) }
-        let id = PackID(bytes: SHA256.hash(bytes))
-        return (bytes, id, entries)
+    /// Appends the sealed header and its length, and returns the pack's id: the SHA-256 of
+    /// that tail. The header names every blob with its id, offset and length under a GCM
+    /// tag, and each blob carries its own tag, so hashing the tail names the whole pack
+    /// without hashing every byte a second time (the blob ids already did).
+    mutating func finish(key: [UInt8]) -> PackID {
+        let headerStart = bytes.count
+        let header = PackFormat.encodeHeader(entries)
+        let sealed = header.withUnsafeBytes { AESGCM.seal(key: key, aad: AssociatedData.packHeader, parts: [$0]) }
+        bytes.append(contentsOf: sealed)
+        withUnsafeBytes(of: UInt32(bytes.count - headerStart).littleEndian) { bytes.append(contentsOf: $0) }
+        return bytes.withUnsafeBytes { PackID(bytes: SHA256.hash(UnsafeRawBufferPointer(rebasing: $0[headerStart...]))) }
     }
+
+    /// Hands the buffer back for reuse.
+    consuming func takeBuffer() -> [UInt8] { bytes }
 }

@@ -22,22 +22,29 @@ public struct ArtifactReader: Sendable {
         return try lists.ids.flatMap { IDList.decode(try loadBlob($0, type: .list)) }
     }
 
+    /// Streams the artifact to `sink` in order. Up to `window` blobs are fetched and verified
+    /// ahead on worker threads while the calling thread writes, so output overlaps decoding.
     public func read(_ artifact: Artifact, progress: (@Sendable (Int64) -> Void)? = nil,
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let ids = try contentIDs(artifact)
+        let slots = ReadSlots()
+        let queue = DispatchQueue(label: "coffer.restore", qos: .userInitiated, attributes: .concurrent)
+        func schedule(_ i: Int) {
+            guard i < ids.count else { return }
+            queue.async { slots.fill(i, Result { try loadBlob(ids[i], type: .data) }) }
+        }
+        for i in 0..<min(window, ids.count) { schedule(i) }
         var written: Int64 = 0
-        for start in stride(from: 0, to: ids.count, by: window) {
-            let batch = Array(ids[start..<min(start + window, ids.count)])
-            let results = UnsafeResults(count: batch.count)
-            DispatchQueue.concurrentPerform(iterations: batch.count) { i in
-                results.set(i, Result { try loadBlob(batch[i], type: .data) })
-            }
-            for i in 0..<batch.count {
-                let plain = try results.get(i).get()
-                try plain.withUnsafeBytes { try sink($0) }
-                written += Int64(plain.count)
-                progress?(written)
-            }
+        defer {
+            // On an early exit, let scheduled loads finish before their slots go away.
+            queue.sync(flags: .barrier) {}
+        }
+        for i in 0..<ids.count {
+            let plain = try slots.wait(i).get()
+            schedule(i + window)
+            try plain.withUnsafeBytes { try sink($0) }
+            written += Int64(plain.count)
+            progress?(written)
         }
         guard written == artifact.size else {
             throw VaultError.corruptObject(kind: .manifests, name: artifact.name,
@@ -66,19 +73,22 @@ public struct ArtifactReader: Sendable {
     }
 }
 
-/// Per-index result slots written by `concurrentPerform` iterations, each touching only its
-/// own slot, and read after the perform returns. Raw memory, because a Swift array in a
-/// class would trip exclusivity checking under concurrent writes to different elements.
-private final class UnsafeResults: @unchecked Sendable {
-    private let slots: UnsafeMutableBufferPointer<Result<[UInt8], Error>>
-    init(count: Int) {
-        slots = .allocate(capacity: count)
-        slots.initialize(repeating: .success([]))
+/// One result slot per blob of an artifact: filled by a worker, taken once by the writer.
+private final class ReadSlots: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var results: [Int: Result<[UInt8], Error>] = [:]
+
+    func fill(_ i: Int, _ result: Result<[UInt8], Error>) {
+        condition.lock()
+        results[i] = result
+        condition.broadcast()
+        condition.unlock()
     }
-    deinit {
-        slots.deinitialize()
-        slots.deallocate()
+
+    func wait(_ i: Int) -> Result<[UInt8], Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while results[i] == nil { condition.wait() }
+        return results.removeValue(forKey: i)!
     }
-    func set(_ i: Int, _ r: Result<[UInt8], Error>) { slots[i] = r }
-    func get(_ i: Int) -> Result<[UInt8], Error> { slots[i] }
 }

@@ -18,6 +18,9 @@ public final class BackupSession: Sendable {
     private let failure = Mutex<Error?>(nil)
     private let started = Date()
     private let stats = Mutex(Stats())
+    /// Recycled chunk, compression and sealing buffers (see BufferPool).
+    private let chunks: BufferPool
+    private let scratch: BufferPool
 
     public struct Stats: Sendable {
         /// Bytes read from the streams.
@@ -39,6 +42,9 @@ public final class BackupSession: Sendable {
         self.zstd = level == 0 ? nil : Zstd(level: level)
         self.workers = max(1, workers)
         self.packer = Packer(vault: vault)
+        // As many as can be in flight at once: chunks queued, and two buffers a busy worker.
+        self.chunks = BufferPool(limit: self.workers * 4 + 1)
+        self.scratch = BufferPool(limit: self.workers * 4 * 2)
     }
 
     public var statistics: Stats { stats.withLock { $0 } }
@@ -47,22 +53,31 @@ public final class BackupSession: Sendable {
     public func store(name: String, chunker: ChunkerSpec, progress: (@Sendable (Int64) -> Void)? = nil,
                       read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Artifact {
         let results = Mutex<[BlobID?]>([])
-        let inflight = DispatchSemaphore(value: workers * 2)
+        let inflight = DispatchSemaphore(value: workers * 4)
         let group = DispatchGroup()
-        var chunker = StreamChunker(spec: chunker == .contentDefined ? .contentDefined : chunker, cdc: vault.cdc, read: read)
+        var chunker = StreamChunker(spec: chunker, cdc: vault.cdc, read: read)
         var size: Int64 = 0
         var seq = 0
         do {
-            while let chunk = try chunker.next() {
-                if let error = failure.withLock({ $0 }) { throw error }
+            while true {
+                inflight.wait()
+                var chunk = chunks.take()
+                guard try chunker.next(into: &chunk) else {
+                    inflight.signal()
+                    break
+                }
+                if let error = failure.withLock({ $0 }) {
+                    inflight.signal()
+                    throw error
+                }
                 let n = seq
                 seq += 1
                 size += Int64(chunk.count)
                 results.withLock { $0.append(nil) }
-                inflight.wait()
                 group.enter()
-                queue.async { [self] in
+                queue.async { [self, chunk] in
                     defer {
+                        chunks.give(chunk)
                         inflight.signal()
                         group.leave()
                     }
@@ -120,15 +135,23 @@ public final class BackupSession: Sendable {
             stats.withLock { $0.reusedBlobs += 1 }
             return id
         }
-        let sealed = plain.withUnsafeBytes {
-            PackFormat.sealBlob($0, id: id, type: type, key: vault.key.dataKey, zstd: zstd)
+        var compressed = scratch.take()
+        var sealed = scratch.take()
+        defer {
+            scratch.give(compressed)
+            scratch.give(sealed)
+        }
+        let length = plain.withUnsafeBytes {
+            PackFormat.sealBlob($0, id: id, type: type, key: vault.key.dataKey, zstd: zstd, scratch: &compressed, into: &sealed)
         }
         stats.withLock {
             $0.newBlobs += 1
             $0.newRaw += Int64(plain.count)
-            $0.newStored += Int64(sealed.count)
+            $0.newStored += Int64(length)
         }
-        try packer.add(id: id, type: type, sealed: sealed, rawLength: plain.count)
+        try sealed.withUnsafeBytes {
+            try packer.add(id: id, type: type, sealed: UnsafeRawBufferPointer(rebasing: $0[0..<length]), rawLength: plain.count)
+        }
         return id
     }
 
@@ -147,48 +170,79 @@ public final class BackupSession: Sendable {
     }
 }
 
-/// Fills packs and writes them; writes an index file every `indexEvery` packs (so a retried
-/// backup after a crash dedupes against what the crashed one stored) and on flush.
+/// Fills packs and writes them on their own threads, so that waiting on the disk never
+/// holds a compute slot; at most `writesInFlight` packs wait or are being written, and a
+/// worker that fills one more blocks (backpressure). An index file follows every
+/// `indexEvery` packs (so a retried backup after a crash dedupes against what the crashed
+/// one stored) and closes every flush.
 final class Packer: Sendable {
     private let vault: Vault
     private let current: Mutex<PackBuilder>
     private let unindexed = Mutex<[(id: PackID, entries: [PackEntry])]>([])
+    private let io = DispatchQueue(label: "coffer.packs", qos: .userInitiated, attributes: .concurrent)
+    private let writeSlots: DispatchSemaphore
+    private let writes = DispatchGroup()
+    private let failure = Mutex<Error?>(nil)
+    private let buffers = BufferPool(limit: Packer.writesInFlight + 1)
     static let indexEvery = 32
+    static let writesInFlight = 2
 
     init(vault: Vault) {
         self.vault = vault
-        current = Mutex(PackBuilder(capacity: vault.config.packSize + (1 << 20)))
+        current = Mutex(PackBuilder(buffer: []))
+        writeSlots = DispatchSemaphore(value: Packer.writesInFlight)
     }
 
-    func add(id: BlobID, type: BlobType, sealed: [UInt8], rawLength: Int) throws {
+    func add(id: BlobID, type: BlobType, sealed: UnsafeRawBufferPointer, rawLength: Int) throws {
+        if let error = failure.withLock({ $0 }) { throw error }
         let full: PackBuilder? = current.withLock { builder in
             builder.add(id: id, type: type, sealed: sealed, rawLength: rawLength)
             guard builder.size >= vault.config.packSize else { return nil }
-            let done = builder
-            builder = PackBuilder(capacity: vault.config.packSize + (1 << 20))
-            return done
+            return replace(&builder)
         }
-        if let full { try write(full) }
+        if let full { enqueue(full) }
     }
 
-    /// Writes the partial pack and the index of every pack not yet indexed.
+    /// Writes the partial pack, waits for every pack write, then indexes what is not indexed.
     func flush() throws {
-        let last: PackBuilder? = current.withLock { builder in
-            guard !builder.isEmpty else { return nil }
-            let done = builder
-            builder = PackBuilder(capacity: 0)
-            return done
-        }
-        if let last { try write(last) }
+        let last: PackBuilder? = current.withLock { builder in builder.isEmpty ? nil : replace(&builder) }
+        if let last { enqueue(last) }
+        writes.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
         try writeIndex(force: true)
     }
 
-    private func write(_ builder: consuming PackBuilder) throws {
-        let pack = builder.finish(key: vault.key.dataKey)
-        try vault.backend.write(.packs, pack.id.hex, pack.bytes)
-        vault.index.add(pack: pack.id, entries: pack.entries)
-        unindexed.withLock { $0.append((pack.id, pack.entries)) }
-        try writeIndex(force: false)
+    private func replace(_ builder: inout PackBuilder) -> PackBuilder {
+        var fresh = buffers.take()
+        fresh.reserveCapacity(vault.config.packSize + (4 << 20))
+        let done = builder
+        builder = PackBuilder(buffer: fresh)
+        return done
+    }
+
+    private func enqueue(_ builder: consuming PackBuilder) {
+        writeSlots.wait()
+        writes.enter()
+        // A box, so the closure owns the only reference and `finish` appends in place
+        // instead of copying the pack.
+        let job = PackJob(builder)
+        io.async { [self] in
+            defer {
+                writeSlots.signal()
+                writes.leave()
+            }
+            var pack = job.take()
+            do {
+                let id = pack.finish(key: vault.key.dataKey)
+                try vault.backend.write(.packs, id.hex, pack.bytes)
+                vault.index.add(pack: id, entries: pack.entries)
+                unindexed.withLock { $0.append((id, pack.entries)) }
+                try writeIndex(force: false)
+            } catch {
+                failure.withLock { if $0 == nil { $0 = error } }
+            }
+            buffers.give(pack.takeBuffer())
+        }
     }
 
     private func writeIndex(force: Bool) throws {
@@ -205,5 +259,14 @@ final class Packer: Sendable {
             unindexed.withLock { $0.insert(contentsOf: batch, at: 0) }
             throw error
         }
+    }
+}
+
+private final class PackJob: @unchecked Sendable {
+    private var builder: PackBuilder?
+    init(_ builder: consuming PackBuilder) { self.builder = builder }
+    func take() -> PackBuilder {
+        defer { builder = nil }
+        return builder!
     }
 }
