@@ -45,14 +45,24 @@ final class ProgressLine: @unchecked Sendable {
     init(_ label: String) { self.label = label }
 
     func update(bytes: Int64) {
+        show { now in
+            let rate = Double(bytes) / max(now.timeIntervalSince(start), 0.001)
+            return "\(label) \(Format.bytes(bytes))  \(Format.bytes(Int64(rate)))/s"
+        }
+    }
+
+    func update(message: String) {
+        show { _ in "\(label) \(message)" }
+    }
+
+    private func show(_ text: (Date) -> String) {
         guard Terminal.stderrIsTTY else { return }
         lock.lock()
         defer { lock.unlock() }
         let now = Date()
         guard now.timeIntervalSince(last) >= 0.2 else { return }
         last = now
-        let rate = Double(bytes) / max(now.timeIntervalSince(start), 0.001)
-        FileHandle.standardError.write(Data("\r\(label) \(Format.bytes(bytes))  \(Format.bytes(Int64(rate)))/s   ".utf8))
+        FileHandle.standardError.write(Data("\r\(text(now))\u{1b}[K".utf8))
         shown = true
     }
 

@@ -26,7 +26,7 @@ struct VaultCheck: ParsableCommand {
         try reportingErrors {
             let vault = try options.open()
             let progress = ProgressLine("checking")
-            let report = try VaultChecker(vault: vault).run(readData: readData) { _ in progress.update(bytes: 0) }
+            let report = try VaultChecker(vault: vault).run(readData: readData) { progress.update(message: $0) }
             progress.finish()
             if json {
                 try Terminal.printJSON(report)

@@ -110,3 +110,40 @@ final class DedupeTests: XCTestCase {
         XCTAssertEqual(try scratch.get(id), edited)
     }
 }
+
+final class ConcurrentWriterTests: XCTestCase {
+    /// Two writers (separate opens, as two agents would be) storing overlapping streams at
+    /// once need no lock: both backups restore and the vault checks clean.
+    func testTwoWritersAtOnce() throws {
+        let scratch = try ScratchVault()
+        var gen = TestStream(seed: 41)
+        let shared = gen.bytes(24 << 20)
+        let a = shared + gen.bytes(8 << 20)
+        let b = gen.bytes(8 << 20) + shared
+        let vaults = [try scratch.reopen(), try scratch.reopen()]
+        let ids = UnsafeIDs()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            ids.set(i, Result {
+                let session = try BackupSession(vault: vaults[i])
+                let artifact = try session.store(name: "data", chunker: .contentDefined, bytes: i == 0 ? a : b)
+                return try session.commit(session.manifest(source: "w\(i)", artifacts: [artifact]))
+            })
+        }
+        let reader = try scratch.reopen()
+        for (i, expected) in [a, b].enumerated() {
+            let manifest = try reader.readManifest(id: try ids.get(i).get())
+            var out: [UInt8] = []
+            try ArtifactReader(vault: reader).read(manifest.artifacts[0]) { out.append(contentsOf: $0) }
+            XCTAssertEqual(out, expected, "writer \(i)")
+        }
+        let report = try VaultChecker(vault: reader).run(readData: true)
+        XCTAssertTrue(report.ok, "\(report.problems)")
+    }
+}
+
+private final class UnsafeIDs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Int: Result<String, Error>] = [:]
+    func set(_ i: Int, _ r: Result<String, Error>) { lock.withLock { results[i] = r } }
+    func get(_ i: Int) -> Result<String, Error> { lock.withLock { results[i]! } }
+}
