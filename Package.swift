@@ -28,8 +28,19 @@ let package = Package(
         ]),
         .executableTarget(name: "coffer", dependencies: ["CofferCLI"]),
 
+        // The plugin protocol: frames and messages, shared by the agent and every plugin.
+        .target(name: "CofferPluginProtocol"),
+        // What a plugin written in Swift links: the protocol loop around its engine logic.
+        .target(name: "CofferPluginKit", dependencies: ["CofferPluginProtocol"]),
+        // The agent side: finds, starts and supervises plugins and feeds the vault from them.
+        .target(name: "CofferAgent", dependencies: ["CofferVault", "CofferPluginProtocol"]),
+
+        // A plugin that fails on request, for the plugin host's tests.
+        .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit"], path: "Fixtures/FaultPlugin"),
+
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferVault", "coffer"]),
+        .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "coffer-fault"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -147,3 +147,24 @@ private final class UnsafeIDs: @unchecked Sendable {
     func set(_ i: Int, _ r: Result<String, Error>) { lock.withLock { results[i] = r } }
     func get(_ i: Int) -> Result<String, Error> { lock.withLock { results[i]! } }
 }
+
+final class FailingStreamTests: XCTestCase {
+    struct ReadFailure: Error {}
+
+    /// A stream that fails part-way fails the store, records nothing, and the session's
+    /// threads and semaphores wind down cleanly (this used to trap in libdispatch).
+    func testReadErrorFailsStoreCleanly() throws {
+        let scratch = try ScratchVault()
+        let session = try BackupSession(vault: scratch.vault)
+        var served = 0
+        XCTAssertThrowsError(try session.store(name: "x", chunker: .contentDefined) { buf in
+            if served >= 20 << 20 { throw ReadFailure() }
+            var gen = TestStream(seed: UInt64(served + 1))
+            let n = min(buf.count, 1 << 20)
+            gen.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]))
+            served += n
+            return n
+        }) { XCTAssertTrue($0 is ReadFailure) }
+        XCTAssertEqual(try LocalBackend(path: scratch.path).list(.manifests), [])
+    }
+}

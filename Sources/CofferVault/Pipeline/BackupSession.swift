@@ -60,9 +60,18 @@ public final class BackupSession: Sendable {
         var seq = 0
         do {
             while true {
+                // Every wait is matched by a signal, on every path: libdispatch traps when a
+                // semaphore is released below its initial count.
                 inflight.wait()
                 var chunk = chunks.take()
-                guard try chunker.next(into: &chunk) else {
+                let more: Bool
+                do {
+                    more = try chunker.next(into: &chunk)
+                } catch {
+                    inflight.signal()
+                    throw error
+                }
+                guard more else {
                     inflight.signal()
                     break
                 }

@@ -1,0 +1,91 @@
+// A plugin for tests of the plugin host: it streams generated artifacts, and on request
+// fails in the ways real plugins fail (crash, hang, garbage on stdout, a reported error)
+// after a given number of bytes. Engine name: "fault".
+import CofferPluginKit
+import CofferPluginProtocol
+import Foundation
+
+struct FaultPlugin: EnginePlugin {
+    let engine = "fault"
+    let capabilities = ["backup.full", "restore"]
+
+    /// options: artifacts = "name:size:chunker,...", seed = N, fault = none | crash-after:N |
+    /// hang-after:N | garbage-after:N | error-after:N (N bytes into the backup).
+    func backup(_ request: BackupRequest, into sink: ArtifactSink) throws -> BackupDone {
+        let fault = request.options["fault"] ?? "none"
+        let parts = fault.split(separator: ":")
+        let faultAt = parts.count == 2 ? Int64(parts[1]) ?? 0 : Int64.max
+        var sent: Int64 = 0
+        var state = UInt64(request.options["seed"] ?? "1")! | 1
+        for spec in (request.options["artifacts"] ?? "").split(separator: ",") {
+            let fields = spec.split(separator: ":").map(String.init)
+            let name = fields[0]
+            var remaining = Int64(fields[1])!
+            let chunker = fields.count > 2 ? fields[2...].joined(separator: ":") : "cdc"
+            try sink.artifact(name: name, chunker: chunker) { out in
+                var block = [UInt8](repeating: 0, count: 256 << 10)
+                while remaining > 0 {
+                    let n = Int(min(Int64(block.count), remaining))
+                    for i in stride(from: 0, to: n, by: 8) {
+                        state ^= state >> 12
+                        state ^= state << 25
+                        state ^= state >> 27
+                        let w = state &* 0x2545F4914F6CDD1D
+                        withUnsafeBytes(of: w) { for j in 0..<min(8, n - i) { block[i + j] = $0[j] } }
+                    }
+                    if sent + Int64(n) > faultAt {
+                        try fail(String(parts[0]), sink: sink)
+                    }
+                    try block.withUnsafeBytes { try out.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    sent += Int64(n)
+                    remaining -= Int64(n)
+                }
+            }
+        }
+        return BackupDone(positions: ["end": "\(sent)"], metadata: ["generator": "xorshift64*"])
+    }
+
+    func fail(_ kind: String, sink: ArtifactSink) throws -> Never {
+        PluginRunner.log("fault plugin: injecting \(kind)")
+        switch kind {
+        case "crash-after":
+            abort()
+        case "hang-after":
+            while true { pause() }
+        case "garbage-after":
+            FileHandle.standardOutput.write(Data([0x7f, 0xff, 0xff, 0xff, 0xff, 0x00]))
+            while true { pause() }
+        default:
+            throw FaultError.injected
+        }
+    }
+
+    /// options: names = "a,b", target = DIR: writes DIR/<backup>-<name> for every backup.
+    func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone {
+        let target = request.options["target"]!
+        var total: Int64 = 0
+        for backup in request.backups {
+            for name in (request.options["names"] ?? "").split(separator: ",").map(String.init) {
+                let path = "\(target)/\(backup)-\(name)"
+                guard FileManager.default.createFile(atPath: path, contents: nil),
+                      let handle = FileHandle(forWritingAtPath: path) else { throw FaultError.cannotWrite(path) }
+                total += try source.fetch(backup: backup, name: name) { handle.write(Data($0)) }
+                try handle.close()
+            }
+        }
+        return RestoreDone(positions: ["bytes": "\(total)"])
+    }
+}
+
+enum FaultError: Error, CustomStringConvertible {
+    case injected
+    case cannotWrite(String)
+    var description: String {
+        switch self {
+        case .injected: return "injected failure"
+        case .cannotWrite(let path): return "cannot write \(path)"
+        }
+    }
+}
+
+PluginRunner.main(FaultPlugin(), software: "coffer-fault")

@@ -1,0 +1,50 @@
+import CofferPluginProtocol
+import CofferVault
+import Foundation
+
+/// A restore done by a plugin: the agent answers its `fetch` requests from the vault (only
+/// for the backups it was given) until the plugin says `restored`.
+public struct PluginRestore {
+    public let vault: Vault
+    public let plugin: PluginProcess
+    public let engine: String
+
+    public init(vault: Vault, plugin: PluginProcess, engine: String) {
+        self.vault = vault
+        self.plugin = plugin
+        self.engine = engine
+    }
+
+    public func run(_ request: RestoreRequest, software: String = "coffer") throws -> RestoreDone {
+        try plugin.handshake(engine: engine, software: software)
+        let reader = try ArtifactReader(vault: vault)
+        return try plugin.guarded { () throws -> RestoreDone in
+            try plugin.writer.send(request)
+            while true {
+                guard let frame = try plugin.reader.next() else { throw ProtocolError.closed }
+                switch try Wire.type(of: frame) {
+                case "fetch":
+                    let fetch = try Wire.decode(Fetch.self, from: frame)
+                    guard request.backups.contains(fetch.backup) else {
+                        throw ProtocolError.malformed("fetch of backup \(fetch.backup), which is not part of this restore")
+                    }
+                    let manifest = try vault.readManifest(id: fetch.backup)
+                    guard let artifact = manifest.artifacts.first(where: { $0.name == fetch.name }) else {
+                        throw ProtocolError.malformed("backup \(fetch.backup) has no artifact \(fetch.name)")
+                    }
+                    try plugin.writer.send(ArtifactBegin(name: artifact.name, size: artifact.size))
+                    try reader.read(artifact) { try plugin.writer.sendData($0) }
+                    try plugin.writer.send(ArtifactEnd(name: artifact.name, size: artifact.size))
+                case "restored":
+                    let done = try Wire.decode(RestoreDone.self, from: frame)
+                    plugin.waitForExit()
+                    return done
+                case "error":
+                    throw Wire.peerFailure(frame)
+                case let other:
+                    throw ProtocolError.malformed("unexpected \(other) message during a restore")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+
+/// Version 1 of the Coffer plugin protocol (docs/plugin-protocol.md).
+public enum PluginProtocol {
+    public static let version = 1
+}
+
+/// The `type` of every control message, for dispatch before decoding the rest.
+public struct MessageHeader: Codable, Sendable {
+    public var type: String
+}
+
+/// Both sides open with this: the agent first, the plugin in answer.
+public struct Hello: Codable, Sendable, Equatable {
+    public var type = "hello"
+    public var `protocol`: Int
+    /// "coffer 0.1.0" from the agent; the plugin's executable name from a plugin.
+    public var software: String
+    /// Plugins only: the engine they back up ("postgres") and what they can do
+    /// ("backup.full", "backup.incremental", "backup.log", "restore").
+    public var engine: String?
+    public var capabilities: [String]?
+
+    public init(protocol: Int = PluginProtocol.version, software: String, engine: String? = nil, capabilities: [String]? = nil) {
+        self.protocol = `protocol`
+        self.software = software
+        self.engine = engine
+        self.capabilities = capabilities
+    }
+}
+
+/// Agent → plugin: take a backup of `source`.
+public struct BackupRequest: Codable, Sendable, Equatable {
+    public var type = "backup"
+    public var source: String
+    /// full, incremental or log.
+    public var kind: String
+    /// The source's settings from the config file, as strings.
+    public var options: [String: String]
+    /// The backup an incremental builds on: its id and recorded positions.
+    public var parent: String?
+    public var parentPositions: [String: String]?
+
+    public init(source: String, kind: String, options: [String: String] = [:], parent: String? = nil,
+                parentPositions: [String: String]? = nil) {
+        self.source = source
+        self.kind = kind
+        self.options = options
+        self.parent = parent
+        self.parentPositions = parentPositions
+    }
+}
+
+/// Either direction: the data frames that follow until `artifact.end` are this artifact.
+public struct ArtifactBegin: Codable, Sendable, Equatable {
+    public var type = "artifact.begin"
+    public var name: String
+    /// Plugin → agent only: cdc, fixed:SIZE or whole.
+    public var chunker: String?
+    /// Agent → plugin only: the size the plugin should expect.
+    public var size: Int64?
+
+    public init(name: String, chunker: String? = nil, size: Int64? = nil) {
+        self.name = name
+        self.chunker = chunker
+        self.size = size
+    }
+}
+
+public struct ArtifactEnd: Codable, Sendable, Equatable {
+    public var type = "artifact.end"
+    public var name: String
+    /// Bytes sent; the receiver checks it against what it got.
+    public var size: Int64
+
+    public init(name: String, size: Int64) {
+        self.name = name
+        self.size = size
+    }
+}
+
+/// Plugin → agent: the backup is complete and consistent at these positions.
+public struct BackupDone: Codable, Sendable, Equatable {
+    public var type = "done"
+    public var positions: [String: String]
+    public var metadata: [String: String]
+
+    public init(positions: [String: String] = [:], metadata: [String: String] = [:]) {
+        self.positions = positions
+        self.metadata = metadata
+    }
+}
+
+/// Agent → plugin: the backup is durable in the vault under this id. Only now may a plugin
+/// tell its engine the data is safe (e.g. let an archive command exit 0).
+public struct Committed: Codable, Sendable, Equatable {
+    public var type = "committed"
+    public var backup: String
+
+    public init(backup: String) { self.backup = backup }
+}
+
+/// Agent → plugin: restore from these backups (base first, then logs) into `target`.
+public struct RestoreRequest: Codable, Sendable, Equatable {
+    public var type = "restore"
+    public var source: String
+    public var backups: [String]
+    public var options: [String: String]
+
+    public init(source: String, backups: [String], options: [String: String] = [:]) {
+        self.source = source
+        self.backups = backups
+        self.options = options
+    }
+}
+
+/// Plugin → agent during a restore: send this artifact of this backup.
+public struct Fetch: Codable, Sendable, Equatable {
+    public var type = "fetch"
+    public var backup: String
+    public var name: String
+
+    public init(backup: String, name: String) {
+        self.backup = backup
+        self.name = name
+    }
+}
+
+/// Plugin → agent: the restore is finished.
+public struct RestoreDone: Codable, Sendable, Equatable {
+    public var type = "restored"
+    public var positions: [String: String]
+
+    public init(positions: [String: String] = [:]) { self.positions = positions }
+}
+
+/// Either direction: the job failed; the sender stops after this.
+public struct ErrorMessage: Codable, Sendable, Equatable {
+    public var type = "error"
+    public var message: String
+
+    public init(message: String) { self.message = message }
+}
+
+public enum Wire {
+    public static func encode<M: Encodable>(_ message: M) throws -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return Array(try e.encode(message))
+    }
+
+    /// The message's type, for dispatch.
+    public static func type(of frame: Frame) throws -> String {
+        guard frame.kind == .control else { throw ProtocolError.malformed("expected a control frame, got data") }
+        do {
+            return try JSONDecoder().decode(MessageHeader.self, from: Data(frame.payload)).type
+        } catch {
+            throw ProtocolError.malformed("control frame is not a JSON message with a type")
+        }
+    }
+
+    /// The error a peer's `error` message stands for.
+    public static func peerFailure(_ frame: Frame) -> ProtocolError {
+        .peerFailed((try? decode(ErrorMessage.self, from: frame).message) ?? "unknown error")
+    }
+
+    public static func decode<M: Decodable>(_ type: M.Type, from frame: Frame) throws -> M {
+        do {
+            return try JSONDecoder().decode(M.self, from: Data(frame.payload))
+        } catch {
+            throw ProtocolError.malformed("bad \(M.self) message: \(error)")
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import CofferAgent
+import CofferPluginProtocol
+import CofferVault
+import Foundation
+import XCTest
+
+final class PluginHostTests: XCTestCase {
+    var dir = ""
+    var vault: Vault!
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "coffer-agent-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        vault = try Vault.create(backend: LocalBackend(path: dir + "/vault"), secret: .passphrase([1, 2, 3]),
+                                 scrypt: ScryptParameters(n: 1 << 10, r: 8, p: 1))
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// The build's products directory, where `coffer-fault` is.
+    var productsDirectory: String {
+        if let env = ProcessInfo.processInfo.environment["COFFER_BUILD_DIR"] { return env }
+        let candidates = [Bundle.main.bundleURL.deletingLastPathComponent().path,
+                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: "\($0)/coffer-fault") } ?? candidates[0]
+    }
+
+    func startPlugin(timeout: Double = 30) throws -> PluginProcess {
+        let path = try PluginLocator.find(engine: "fault", environment: ["COFFER_PLUGIN_PATH": productsDirectory])
+        return try PluginProcess(path: path, timeout: timeout)
+    }
+
+    func backup(_ options: [String: String], timeout: Double = 30) throws -> String {
+        let plugin = try startPlugin(timeout: timeout)
+        return try PluginBackup(vault: vault, plugin: plugin, engine: "fault")
+            .run(BackupRequest(source: "db", kind: "full", options: options))
+    }
+
+    /// What the fault plugin generates for `seed`, artifact after artifact.
+    func expected(seed: UInt64, sizes: [Int]) -> [[UInt8]] {
+        var state = seed | 1
+        return sizes.map { size in
+            var out = [UInt8]()
+            out.reserveCapacity(size)
+            var produced = 0
+            while produced < size {
+                let n = min(256 << 10, size - produced)
+                for i in stride(from: 0, to: n, by: 8) {
+                    state ^= state >> 12
+                    state ^= state << 25
+                    state ^= state >> 27
+                    let w = state &* 0x2545F4914F6CDD1D
+                    withUnsafeBytes(of: w) { out.append(contentsOf: $0.prefix(min(8, n - i))) }
+                }
+                produced += n
+            }
+            return out
+        }
+    }
+
+    func manifests() throws -> Int { try LocalBackend(path: dir + "/vault").list(.manifests).count }
+
+    func testBackupThroughPluginRecordsEveryArtifact() throws {
+        let id = try backup(["artifacts": "base.tar:5000000:cdc,pg_control:8192:fixed:8192,wal:100:whole", "seed": "7"])
+        let manifest = try vault.readManifest(id: id)
+        XCTAssertEqual(manifest.engine, "fault")
+        XCTAssertEqual(manifest.kind, "full")
+        XCTAssertEqual(manifest.artifacts.map(\.name), ["base.tar", "pg_control", "wal"])
+        XCTAssertEqual(manifest.artifacts.map(\.chunker), ["cdc", "fixed:8192", "whole"])
+        XCTAssertEqual(manifest.positions["end"], "5008292")
+        let reader = try ArtifactReader(vault: vault)
+        for (artifact, bytes) in zip(manifest.artifacts, expected(seed: 7, sizes: [5_000_000, 8192, 100])) {
+            var out: [UInt8] = []
+            try reader.read(artifact) { out.append(contentsOf: $0) }
+            XCTAssertEqual(out, bytes, artifact.name)
+        }
+    }
+
+    func testRestoreThroughPluginFetchesArtifacts() throws {
+        let id = try backup(["artifacts": "a:3000000,b:10", "seed": "9"])
+        let target = dir + "/restore"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let done = try PluginRestore(vault: vault, plugin: try startPlugin(), engine: "fault")
+            .run(RestoreRequest(source: "db", backups: [id], options: ["names": "a,b", "target": target]))
+        XCTAssertEqual(done.positions["bytes"], "3000010")
+        let want = expected(seed: 9, sizes: [3_000_000, 10])
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-a").map(Array.init), want[0])
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-b").map(Array.init), want[1])
+    }
+
+    func assertFails(_ options: [String: String], timeout: Double = 30, reason: String,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertThrowsError(try backup(options, timeout: timeout), file: file, line: line) { error in
+            guard case PluginError.failed(let plugin, let why, _) = error else {
+                return XCTFail("unexpected error \(error)", file: file, line: line)
+            }
+            XCTAssertEqual(plugin, "coffer-fault", file: file, line: line)
+            XCTAssertTrue(why.contains(reason), "'\(why)' should say '\(reason)'", file: file, line: line)
+        }
+        XCTAssertEqual(try manifests(), 0, "a failed plugin must leave no manifest", file: file, line: line)
+        let report = try VaultChecker(vault: vault).run(readData: true)
+        XCTAssertTrue(report.ok, "\(report.problems)", file: file, line: line)
+    }
+
+    func testCrashedPluginLeavesNoManifestAndNextBackupWorks() throws {
+        try assertFails(["artifacts": "a:8000000", "fault": "crash-after:3000000"], reason: "stopped unexpectedly")
+        let id = try backup(["artifacts": "a:8000000"])
+        XCTAssertEqual(try vault.readManifest(id: id).artifacts[0].size, 8_000_000)
+    }
+
+    func testHungPluginIsKilledAfterTimeout() throws {
+        try assertFails(["artifacts": "a:4000000", "fault": "hang-after:1000000"], timeout: 1, reason: "sent nothing for 1 s")
+    }
+
+    func testGarbageOnStdoutIsAProtocolError() throws {
+        try assertFails(["artifacts": "a:4000000", "fault": "garbage-after:1000000"], reason: "broke the protocol")
+    }
+
+    func testReportedErrorIsPassedOn() throws {
+        try assertFails(["artifacts": "a:4000000", "fault": "error-after:1000000"], reason: "failed: injected failure")
+    }
+
+    func testMissingPluginNamesWhereItLooked() {
+        XCTAssertThrowsError(try PluginLocator.find(engine: "nosuch", environment: ["COFFER_PLUGIN_PATH": "/nonexistent"])) {
+            XCTAssertTrue("\($0)".contains("coffer-nosuch in /nonexistent"), "\($0)")
+        }
+    }
+}
+
+final class FrameTests: XCTestCase {
+    func roundTrip(_ bytes: [UInt8]) throws -> [Frame] {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        bytes.withUnsafeBytes { b in
+            var done = 0
+            while done < b.count { done += write(fds[1], b.baseAddress! + done, b.count - done) }
+        }
+        close(fds[1])
+        defer { close(fds[0]) }
+        let reader = FrameReader(fd: fds[0], timeout: 5)
+        var frames: [Frame] = []
+        while let f = try reader.next() { frames.append(f) }
+        return frames
+    }
+
+    func encoded(_ frames: [Frame]) throws -> [UInt8] {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let writer = FrameWriter(fd: fds[1])
+        for f in frames { try writer.send(f) }
+        close(fds[1])
+        defer { close(fds[0]) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fds[0], &buf, buf.count)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    func testFramesRoundTrip() throws {
+        let frames = [Frame(kind: .control, payload: try Wire.encode(Hello(software: "t"))), Frame(kind: .data, payload: []),
+                      Frame(kind: .data, payload: [UInt8](repeating: 9, count: 40000))]
+        let bytes = try encoded(frames)
+        XCTAssertEqual(Array(bytes[0..<5]), [1] + withUnsafeBytes(of: UInt32(frames[0].payload.count).littleEndian, Array.init))
+        XCTAssertEqual(try roundTrip(bytes), frames)
+    }
+
+    func testMalformedFramesAreRejected() throws {
+        XCTAssertThrowsError(try roundTrip([9, 0, 0, 0, 0])) { XCTAssertEqual($0 as? ProtocolError, .malformed("unknown frame kind 9")) }
+        XCTAssertThrowsError(try roundTrip([2, 0xff, 0xff, 0xff, 0x7f])) {
+            guard case ProtocolError.malformed(let m) = $0 else { return XCTFail("\($0)") }
+            XCTAssertTrue(m.contains("exceeds"))
+        }
+        XCTAssertThrowsError(try roundTrip([2, 10, 0, 0, 0, 1, 2])) {
+            XCTAssertEqual($0 as? ProtocolError, .malformed("stream ended inside a frame"))
+        }
+        XCTAssertThrowsError(try Wire.type(of: Frame(kind: .control, payload: Array("not json".utf8))))
+    }
+}
