@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System C libraries: OpenSSL's libcrypto (AES-GCM, SHA-256, scrypt) and libzstd.
@@ -23,7 +24,7 @@ let package = Package(
 
         // The `coffer` command line: one file per command, no domain logic.
         .target(name: "CofferCLI", dependencies: [
-            "CofferVault",
+            "CofferVault", "CofferAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coffer", dependencies: ["CofferCLI"]),
@@ -33,14 +34,17 @@ let package = Package(
         // What a plugin written in Swift links: the protocol loop around its engine logic.
         .target(name: "CofferPluginKit", dependencies: ["CofferPluginProtocol"]),
         // The agent side: finds, starts and supervises plugins and feeds the vault from them.
-        .target(name: "CofferAgent", dependencies: ["CofferVault", "CofferPluginProtocol"]),
+        .target(name: "CofferAgent", dependencies: [
+            "CofferVault", "CofferPluginProtocol",
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
 
         // A plugin that fails on request, for the plugin host's tests.
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit"], path: "Fixtures/FaultPlugin"),
 
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferVault", "coffer"]),
-        .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "coffer-fault"]),
+        .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "coffer-fault", "coffer"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,16 +5,16 @@ public struct Coffer: ParsableCommand {
         commandName: "coffer",
         abstract: "Database-aware backups into one deduplicated, encrypted vault.",
         discussion: """
-        The vault comes from --vault or COFFER_VAULT. Its passphrase comes from COFFER_PASSPHRASE, \
-        --passphrase-file (COFFER_PASSPHRASE_FILE), a key file (--key-file, COFFER_KEY_FILE), \
-        or a prompt on the terminal.
+        The vault comes from --vault, COFFER_VAULT, or the config file (--config, COFFER_CONFIG). \
+        Its passphrase comes from a key file (--key-file, COFFER_KEY_FILE), --passphrase-file \
+        (COFFER_PASSPHRASE_FILE), COFFER_PASSPHRASE, the config file, or a prompt on the terminal.
 
         Exit codes: 0 ok, 1 other failure, 2 bad usage, 10 wrong passphrase, 11 not a vault, \
         12 vault of a newer format, 13 disk full, 14 corrupt object, 15 missing object, \
-        16 no such backup, 17 refused: last key slot.
+        16 no such backup, 17 refused: last key slot, 20 the engine plugin failed.
         """,
         version: "0.1.0",
-        subcommands: [VaultCommand.self, Put.self, Get.self, Backups.self]
+        subcommands: [VaultCommand.self, Backup.self, Put.self, Get.self, Backups.self]
     )
 
     public init() {}

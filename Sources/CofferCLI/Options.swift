@@ -1,9 +1,14 @@
 import ArgumentParser
+import CofferAgent
 import CofferVault
 import Foundation
 
 /// Where the vault is and how to open it; shared by every command that touches a vault.
+/// Command-line options win over environment variables, which win over the config file.
 struct VaultOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Config file (or COFFER_CONFIG).", valueName: "file"))
+    var config: String?
+
     @Option(name: .long, help: ArgumentHelp("Vault directory (or COFFER_VAULT).", valueName: "path"))
     var vault: String?
 
@@ -15,9 +20,24 @@ struct VaultOptions: ParsableArguments {
 
     var environment: [String: String] { ProcessInfo.processInfo.environment }
 
+    /// The config file, when one is named; nil otherwise.
+    func configFile() throws -> CofferConfig? {
+        guard let path = config ?? environment["COFFER_CONFIG"] else { return nil }
+        return try CofferConfig.load(path: path)
+    }
+
+    /// The config file, which the command cannot do without.
+    func requireConfig() throws -> CofferConfig {
+        guard let config = try configFile() else {
+            throw VaultError.invalidArgument("no config file: use --config FILE or set COFFER_CONFIG")
+        }
+        return config
+    }
+
     func vaultPath() throws -> String {
-        guard let path = vault ?? environment["COFFER_VAULT"], !path.isEmpty else {
-            throw VaultError.invalidArgument("no vault given: use --vault PATH or set COFFER_VAULT")
+        let fromConfig = try configFile()?.vault.path
+        guard let path = vault ?? environment["COFFER_VAULT"] ?? fromConfig, !path.isEmpty else {
+            throw VaultError.invalidArgument("no vault given: use --vault PATH, set COFFER_VAULT, or name it in the config file")
         }
         return path
     }
@@ -34,6 +54,10 @@ struct VaultOptions: ParsableArguments {
         }
         if let pass = environment["COFFER_PASSPHRASE"] {
             return .passphrase(Array(pass.utf8))
+        }
+        if let settings = try configFile()?.vault {
+            if let keyFile = settings.keyFile { return .keyFile(try readSecretFile(keyFile)) }
+            if let file = settings.passphraseFile { return .passphrase(Passphrase.trimmed(try readSecretFile(file))) }
         }
         return .passphrase(try Passphrase.prompt("Vault passphrase: ", confirm: confirm))
     }

@@ -1,15 +1,25 @@
 import ArgumentParser
+import CofferAgent
 import CofferVault
 import Foundation
 
-/// Runs a command body, turning vault errors into a message on stderr and their exit code.
+/// Runs a command body, turning vault and plugin errors into a message on stderr and
+/// their exit code.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as VaultError {
         Terminal.error(error.description)
         throw ExitCode(error.exitCode)
+    } catch let error as PluginError {
+        Terminal.error(error.description)
+        throw ExitCode(ExitCodes.pluginFailed)
     }
+}
+
+enum ExitCodes {
+    /// The engine plugin was missing, crashed, hung, broke the protocol or reported an error.
+    static let pluginFailed: Int32 = 20
 }
 
 enum Terminal {

@@ -1,0 +1,58 @@
+import ArgumentParser
+import CofferAgent
+import CofferPluginProtocol
+import CofferVault
+import Foundation
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Back up a source from the config file through its engine plugin.",
+        discussion: """
+        Starts coffer-<engine> (from COFFER_PLUGIN_PATH or next to coffer), streams what it \
+        sends into the vault, and records the backup only once the plugin says it is complete. \
+        A plugin that crashes, stays silent past the source's plugin_timeout, or breaks the \
+        protocol fails the backup with exit code 20, and nothing is recorded.
+        """
+    )
+
+    @OptionGroup var options: VaultOptions
+
+    @Option(help: "The source's name in the config file.")
+    var source: String
+
+    @Option(name: .customLong("type"), help: "full, incremental or log.")
+    var kind: String = "full"
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            guard ["full", "incremental", "log"].contains(kind) else {
+                throw VaultError.invalidArgument("--type must be full, incremental or log")
+            }
+            let config = try options.requireConfig()
+            let source = try config.source(source)
+            let vault = try options.open()
+            let path = try PluginLocator.find(engine: source.engine)
+            let plugin = try PluginProcess(path: path, timeout: source.pluginTimeout) { Terminal.note("\(source.engine): \($0)") }
+            let progress = ProgressLine("backed up")
+            let request = BackupRequest(source: source.name, kind: kind, options: source.options)
+            let id = try PluginBackup(vault: vault, plugin: plugin, engine: source.engine)
+                .run(request, software: "coffer \(Coffer.configuration.version)") { progress.update(bytes: $0) }
+            progress.finish()
+            let manifest = try vault.readManifest(id: id)
+            if json {
+                struct Out: Encodable {
+                    let id: String, source: String, engine: String, kind: String, size: Int64
+                    let artifacts: Int, positions: [String: String]
+                }
+                try Terminal.printJSON(Out(id: id, source: source.name, engine: source.engine, kind: kind,
+                                           size: manifest.logicalSize, artifacts: manifest.artifacts.count,
+                                           positions: manifest.positions))
+            } else {
+                print(id)
+            }
+        }
+    }
+}
