@@ -1,7 +1,8 @@
 import Synchronization
 
-/// The in-memory index of every blob in the vault: where it is, and which blobs a running
-/// writer has claimed but not yet packed (so two workers never store the same blob).
+/// The in-memory index of every blob in the vault whose pack and index file are durable.
+/// Only such blobs may be deduped against: a blob still in flight in a session that may yet
+/// fail is the session's own business (BackupSession keeps those).
 /// About 90 bytes an entry: 1 TiB at 1 MiB chunks is ~90 MB.
 public final class MasterIndex: Sendable {
     public struct Location: Sendable {
@@ -21,7 +22,6 @@ public final class MasterIndex: Sendable {
         var packs: [PackID] = []
         var packNumbers: [PackID: UInt32] = [:]
         var blobs: [BlobID: Slot] = [:]
-        var pending: Set<BlobID> = []
         var loadedFiles: Set<String> = []
     }
 
@@ -29,12 +29,8 @@ public final class MasterIndex: Sendable {
 
     public init() {}
 
-    /// True when the caller should store `id`: not in the vault and not claimed by another worker.
-    func claim(_ id: BlobID) -> Bool {
-        state.withLock { s in
-            if s.blobs[id] != nil { return false }
-            return s.pending.insert(id).inserted
-        }
+    public func contains(_ id: BlobID) -> Bool {
+        state.withLock { $0.blobs[id] != nil }
     }
 
     func add(pack: PackID, entries: [PackEntry]) {
@@ -87,7 +83,6 @@ extension MasterIndex.State {
             packNumbers[pack] = number
         }
         for e in entries {
-            pending.remove(e.id)
             if blobs[e.id] == nil {
                 blobs[e.id] = MasterIndex.Slot(pack: number, offset: e.offset, length: e.length,
                                               rawLength: e.rawLength, type: e.type)

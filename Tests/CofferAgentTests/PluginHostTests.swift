@@ -105,9 +105,15 @@ final class PluginHostTests: XCTestCase {
     }
 
     func testCrashedPluginLeavesNoManifestAndNextBackupWorks() throws {
-        try assertFails(["artifacts": "a:8000000", "fault": "crash-after:3000000"], reason: "stopped unexpectedly")
-        let id = try backup(["artifacts": "a:8000000"])
-        XCTAssertEqual(try vault.readManifest(id: id).artifacts[0].size, 8_000_000)
+        try assertFails(["artifacts": "a:12000000", "fault": "crash-after:9000000"], reason: "stopped unexpectedly")
+        // Same vault object, same data: what the crashed backup had in flight must not be
+        // taken as stored.
+        let id = try backup(["artifacts": "a:12000000"])
+        var out: [UInt8] = []
+        try ArtifactReader(vault: vault).read(try vault.readManifest(id: id).artifacts[0]) { out.append(contentsOf: $0) }
+        XCTAssertEqual(out, expected(seed: 1, sizes: [12_000_000])[0])
+        let fresh = try Vault.open(backend: LocalBackend(path: dir + "/vault"), secret: .passphrase([1, 2, 3]))
+        XCTAssertTrue(try VaultChecker(vault: fresh).run(readData: true).ok)
     }
 
     func testHungPluginIsKilledAfterTimeout() throws {

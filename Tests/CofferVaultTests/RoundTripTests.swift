@@ -155,16 +155,23 @@ final class FailingStreamTests: XCTestCase {
     /// threads and semaphores wind down cleanly (this used to trap in libdispatch).
     func testReadErrorFailsStoreCleanly() throws {
         let scratch = try ScratchVault()
+        var gen = TestStream(seed: 51)
+        let data = gen.bytes(40 << 20)
         let session = try BackupSession(vault: scratch.vault)
         var served = 0
         XCTAssertThrowsError(try session.store(name: "x", chunker: .contentDefined) { buf in
-            if served >= 20 << 20 { throw ReadFailure() }
-            var gen = TestStream(seed: UInt64(served + 1))
+            if served >= 30 << 20 { throw ReadFailure() }
             let n = min(buf.count, 1 << 20)
-            gen.fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]))
+            data.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress! + served, byteCount: n) }
             served += n
             return n
         }) { XCTAssertTrue($0 is ReadFailure) }
         XCTAssertEqual(try LocalBackend(path: scratch.path).list(.manifests), [])
+
+        // The same vault object again, with the same data: blobs the failed session had in
+        // flight must not be taken as stored.
+        let id = try scratch.put(data)
+        XCTAssertEqual(try scratch.get(id), data)
+        XCTAssertTrue(try VaultChecker(vault: try scratch.reopen()).run(readData: true).ok)
     }
 }

@@ -18,6 +18,8 @@ public final class BackupSession: Sendable {
     private let failure = Mutex<Error?>(nil)
     private let started = Date()
     private let stats = Mutex(Stats())
+    /// Blobs this session has taken on to store, so that a repeated chunk is stored once.
+    private let claimed = Mutex(Set<BlobID>())
     /// Recycled chunk, compression and sealing buffers (see BufferPool).
     private let chunks: BufferPool
     private let scratch: BufferPool
@@ -140,7 +142,7 @@ public final class BackupSession: Sendable {
     /// Hashes, dedupes, seals and packs one blob; returns its id.
     func storeBlob(_ plain: [UInt8], type: BlobType) throws -> BlobID {
         let id = BlobID(bytes: vault.idHasher.mac(prefix: [type.rawValue], plain))
-        guard vault.index.claim(id) else {
+        guard !vault.index.contains(id), claimed.withLock({ $0.insert(id).inserted }) else {
             stats.withLock { $0.reusedBlobs += 1 }
             return id
         }
@@ -244,7 +246,6 @@ final class Packer: Sendable {
             do {
                 let id = pack.finish(key: vault.key.dataKey)
                 try vault.backend.write(.packs, id.hex, pack.bytes)
-                vault.index.add(pack: id, entries: pack.entries)
                 unindexed.withLock { $0.append((id, pack.entries)) }
                 try writeIndex(force: false)
             } catch {
@@ -268,6 +269,8 @@ final class Packer: Sendable {
             unindexed.withLock { $0.insert(contentsOf: batch, at: 0) }
             throw error
         }
+        // Durable and findable by any reader now, so other sessions may dedupe against them.
+        for pack in batch { vault.index.add(pack: pack.id, entries: pack.entries) }
     }
 }
 
