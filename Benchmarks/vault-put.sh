@@ -25,8 +25,10 @@ export COFFER_PASSPHRASE=bench RESTIC_PASSWORD=bench
 random=$BENCH_DIR/random-${BENCH_GIB}g.bin
 if [ ! -f "$random" ]; then
   echo "generating $random" >&2
-  openssl enc -aes-256-ctr -pass pass:coffer-bench -nosalt -pbkdf2 < /dev/zero 2>/dev/null \
-    | head -c $((BENCH_GIB << 30)) > "$random"
+  # AES-CTR of zeros: random-looking and far faster than /dev/urandom. head closes the pipe.
+  (openssl enc -aes-256-ctr -pass pass:coffer-bench -nosalt -pbkdf2 < /dev/zero 2>/dev/null || true) \
+    | head -c $((BENCH_GIB << 30)) > "$random.tmp"
+  mv "$random.tmp" "$random"
 fi
 
 pgtar=$BENCH_DIR/pgdata-s$PGBENCH_SCALE.tar
@@ -47,7 +49,8 @@ if [ ! -f "$pgtar" ]; then
 fi
 cat "$random" "$pgtar" > /dev/null   # both tools read from the page cache
 
-secs() { /usr/bin/time -f %e -o "$1" "${@:2}"; cat "$1"; }
+# Seconds a command takes; its own output is discarded.
+secs() { local out=$1; shift; /usr/bin/time -f %e -o "$out" "$@" >/dev/null; cat "$out"; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 size_of() { stat -c %s "$1"; }
@@ -68,22 +71,22 @@ run_on() {
     [ $case = random ] && label="(a) random ${BENCH_GIB} GiB" || label="(b) pgdata tar"
     local v0 r0; v0=$(du_b "$vault"); r0=$(du_b "$repo")
     local ct rt
-    ct=$(COFFER_VAULT=$vault secs $t $coffer put --source bench --name $case < "$file" >/dev/null)
-    rt=$(secs $t restic -q -r "$repo" backup --stdin --stdin-filename $case < "$file" >/dev/null)
+    ct=$(COFFER_VAULT=$vault secs $t $coffer put --source bench --name $case < "$file")
+    rt=$(secs $t restic -q -r "$repo" backup --stdin --stdin-filename $case < "$file")
     local bytes; bytes=$(size_of "$file")
     row "$label" "$place" "$(mbps $bytes $ct)" "$(mbps $bytes $rt)" "$(ratio $rt $ct)" \
         "$(( ($(du_b "$vault") - v0) / 1048576 )) MiB" "$(( ($(du_b "$repo") - r0) / 1048576 )) MiB"
   done
 
   local v0 r0 ct rt bytes; v0=$(du_b "$vault"); r0=$(du_b "$repo"); bytes=$(size_of "$random")
-  ct=$(COFFER_VAULT=$vault secs $t $coffer put --source bench --name random < "$random" >/dev/null)
-  rt=$(secs $t restic -q -r "$repo" backup --stdin --stdin-filename random < "$random" >/dev/null)
+  ct=$(COFFER_VAULT=$vault secs $t $coffer put --source bench --name random < "$random")
+  rt=$(secs $t restic -q -r "$repo" backup --stdin --stdin-filename random < "$random")
   row "(c) (a) again, stored" "$place" "$(mbps $bytes $ct)" "$(mbps $bytes $rt)" "$(ratio $rt $ct)" \
       "$(( ($(du_b "$vault") - v0) / 1048576 )) MiB" "$(( ($(du_b "$repo") - r0) / 1048576 )) MiB"
 
   local id; id=$(COFFER_VAULT=$vault $coffer backups --source bench --json | grep '"id"' | head -1 | cut -d'"' -f4)
-  ct=$(COFFER_VAULT=$vault secs $t $coffer get "$id" >/dev/null)
-  rt=$(secs $t restic -q -r "$repo" dump latest random >/dev/null)
+  ct=$(COFFER_VAULT=$vault secs $t $coffer get "$id")
+  rt=$(secs $t restic -q -r "$repo" dump latest random)
   row "(d) restore (a)" "$place" "$(mbps $bytes $ct)" "$(mbps $bytes $rt)" "$(ratio $rt $ct)" "" ""
   rm -rf "$vault" "$repo"
 }
