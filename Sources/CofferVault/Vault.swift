@@ -106,7 +106,22 @@ public final class Vault: Sendable {
         return match.name
     }
 
-    // MARK: - index and manifests
+    // MARK: - blobs, index and manifests
+
+    /// A sealed blob's plaintext, authenticated and checked against its id; the error names
+    /// the pack it came from.
+    func openBlob(_ sealed: [UInt8], entry: PackEntry, pack: String) throws -> [UInt8] {
+        guard let plain = PackFormat.openBlob(sealed, id: entry.id, type: entry.type, rawLength: Int(entry.rawLength),
+                                              key: key.dataKey)
+        else {
+            throw VaultError.corruptObject(kind: .packs, name: pack,
+                                           reason: "blob \(entry.id.hex) at offset \(entry.offset) fails authentication")
+        }
+        guard BlobID(bytes: idHasher.mac(prefix: [entry.type.rawValue], plain)) == entry.id else {
+            throw VaultError.corruptObject(kind: .packs, name: pack, reason: "blob \(entry.id.hex) does not match its id")
+        }
+        return plain
+    }
 
     /// Loads the index files written since the last call.
     public func loadIndex() throws {

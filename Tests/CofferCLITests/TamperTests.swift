@@ -63,6 +63,14 @@ final class TamperTests: XCTestCase {
         XCTAssertTrue(list.stderr.contains((manifest as NSString).lastPathComponent), list.stderr)
     }
 
+    func testEditedIndexFile() throws {
+        let index = coffer.files("index")[0]
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: index)))
+        bytes[bytes.count / 3] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: index))
+        try assertReported(index)
+    }
+
     func testUndamagedVaultRestoresBitExact() throws {
         let get = try coffer.run(["get", String(id.prefix(8))])
         XCTAssertEqual(get.status, 0, get.stderr)

@@ -53,12 +53,13 @@ public struct VaultChecker {
         if !unindexed.isEmpty {
             report.notes.append("\(unindexed.count) pack(s) not in any index (left by an interrupted backup; prune removes them)")
         }
-        let reader = try ArtifactReader(vault: vault)
+        // The index is loaded (minus bad files, reported above): the reader must not reload it.
+        let reader = ArtifactReader(loadedVault: vault)
         for (n, name) in packNames.sorted().enumerated() {
             progress?("pack \(n + 1)/\(packNames.count)")
             do {
                 try checkPack(name: name, indexed: PackID(hex: name).flatMap { indexed[$0] }, readData: readData,
-                              reader: reader, report: &report)
+                              report: &report)
             } catch let error as VaultError {
                 switch error {
                 case .corruptObject(let kind, let name, let reason): problem(kind, name, reason)
@@ -107,8 +108,7 @@ public struct VaultChecker {
         }
     }
 
-    private func checkPack(name: String, indexed: [PackEntry]?, readData: Bool, reader: ArtifactReader,
-                           report: inout Report) throws {
+    private func checkPack(name: String, indexed: [PackEntry]?, readData: Bool, report: inout Report) throws {
         let backend = vault.backend
         let size = try backend.size(.packs, name)
         let entries = try readHeader(name: name, size: size)
@@ -130,13 +130,7 @@ public struct VaultChecker {
         let bytes = try backend.read(.packs, name)
         report.bytesRead += Int64(bytes.count)
         for e in entries {
-            let sealed = Array(bytes[Int(e.offset)..<Int(e.offset + e.length)])
-            guard let plain = PackFormat.openBlob(sealed, id: e.id, type: e.type, rawLength: Int(e.rawLength),
-                                                  key: vault.key.dataKey),
-                  BlobID(bytes: vault.idHasher.mac(prefix: [e.type.rawValue], plain)) == e.id
-            else {
-                throw VaultError.corruptObject(kind: .packs, name: name, reason: "blob \(e.id.hex) fails authentication")
-            }
+            _ = try vault.openBlob(Array(bytes[Int(e.offset)..<Int(e.offset + e.length)]), entry: e, pack: name)
             report.blobsChecked += 1
         }
     }
@@ -159,7 +153,8 @@ public struct VaultChecker {
         else {
             throw VaultError.corruptObject(kind: .packs, name: name, reason: "header fails authentication (truncated or changed)")
         }
-        guard let last = entries.last.map({ Int($0.offset + $0.length) }) ?? Optional(0), last == size - 4 - headerLength else {
+        let covered = entries.last.map { Int($0.offset + $0.length) } ?? 0
+        guard covered == size - 4 - headerLength else {
             throw VaultError.corruptObject(kind: .packs, name: name, reason: "header does not cover the pack")
         }
         return entries

@@ -9,6 +9,11 @@ public struct ArtifactReader: Sendable {
 
     public init(vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount) throws {
         try vault.loadIndex()
+        self.init(loadedVault: vault, window: window)
+    }
+
+    /// For callers that loaded the index themselves (the checker, which skips bad files).
+    init(loadedVault vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount) {
         self.vault = vault
         self.window = max(1, window)
     }
@@ -58,18 +63,11 @@ public struct ArtifactReader: Sendable {
             throw VaultError.missingObject(kind: .packs, name: "(blob \(id.hex) is in no index)")
         }
         let packName = loc.pack.hex
+        guard loc.entry.type == type else {
+            throw VaultError.corruptObject(kind: .packs, name: packName, reason: "blob \(id.hex) is not of type \(type)")
+        }
         let sealed = try vault.backend.read(.packs, packName, offset: Int(loc.entry.offset), length: Int(loc.entry.length))
-        guard loc.entry.type == type,
-              let plain = PackFormat.openBlob(sealed, id: id, type: type, rawLength: Int(loc.entry.rawLength),
-                                              key: vault.key.dataKey)
-        else {
-            throw VaultError.corruptObject(kind: .packs, name: packName,
-                                           reason: "blob \(id.hex) at offset \(loc.entry.offset) fails authentication")
-        }
-        guard BlobID(bytes: vault.idHasher.mac(prefix: [type.rawValue], plain)) == id else {
-            throw VaultError.corruptObject(kind: .packs, name: packName, reason: "blob \(id.hex) does not match its id")
-        }
-        return plain
+        return try vault.openBlob(sealed, entry: loc.entry, pack: packName)
     }
 }
 
