@@ -60,12 +60,12 @@ struct FaultPlugin: EnginePlugin {
         }
     }
 
-    /// options: names = "a,b", target = DIR: writes DIR/<backup>-<name> for every backup.
+    /// options: target = DIR: writes DIR/<backup>-<artifact> for every artifact of every backup.
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone {
         let target = request.options["target"]!
         var total: Int64 = 0
-        for backup in request.backups {
-            for name in (request.options["names"] ?? "").split(separator: ",").map(String.init) {
+        for backup in request.backups.map(\.id) {
+            for name in request.backups.first(where: { $0.id == backup })!.artifacts.map(\.name) {
                 let path = "\(target)/\(backup)-\(name)"
                 guard FileManager.default.createFile(atPath: path, contents: nil),
                       let handle = FileHandle(forWritingAtPath: path) else { throw FaultError.cannotWrite(path) }

@@ -15,7 +15,15 @@ public struct PluginRestore {
         self.engine = engine
     }
 
-    public func run(_ request: RestoreRequest, software: String = "coffer") throws -> RestoreDone {
+    /// Restores `backups` (ids, base first) of `source`; `options` go to the plugin.
+    public func run(source: String, backups: [String], options: [String: String],
+                    software: String = "coffer") throws -> RestoreDone {
+        let descriptions = try backups.map { id in
+            let m = try vault.readManifest(id: id)
+            return BackupDescription(id: id, kind: m.kind, positions: m.positions, metadata: m.metadata,
+                                     artifacts: m.artifacts.map { ArtifactDescription(name: $0.name, size: $0.size) })
+        }
+        let request = RestoreRequest(source: source, backups: descriptions, options: options)
         try plugin.handshake(engine: engine, software: software)
         let reader = try ArtifactReader(vault: vault)
         return try plugin.guarded { () throws -> RestoreDone in
@@ -25,7 +33,7 @@ public struct PluginRestore {
                 switch try Wire.type(of: frame) {
                 case "fetch":
                     let fetch = try Wire.decode(Fetch.self, from: frame)
-                    guard request.backups.contains(fetch.backup) else {
+                    guard backups.contains(fetch.backup) else {
                         throw ProtocolError.malformed("fetch of backup \(fetch.backup), which is not part of this restore")
                     }
                     let manifest = try vault.readManifest(id: fetch.backup)

@@ -18,7 +18,8 @@ struct VaultOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Key file to open the vault with (or COFFER_KEY_FILE).", valueName: "file"))
     var keyFile: String?
 
-    var environment: [String: String] { ProcessInfo.processInfo.environment }
+    /// The environment, where an empty variable counts as unset.
+    var environment: [String: String] { ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty } }
 
     /// The config file, when one is named; nil otherwise.
     func configFile() throws -> CofferConfig? {
@@ -35,8 +36,10 @@ struct VaultOptions: ParsableArguments {
     }
 
     func vaultPath() throws -> String {
-        let fromConfig = try configFile()?.vault.path
-        guard let path = vault ?? environment["COFFER_VAULT"] ?? fromConfig, !path.isEmpty else {
+        // The config file is read only when nothing else names the vault.
+        var path = vault ?? environment["COFFER_VAULT"]
+        if path == nil { path = try configFile()?.vault.path }
+        guard let path, !path.isEmpty else {
             throw VaultError.invalidArgument("no vault given: use --vault PATH, set COFFER_VAULT, or name it in the config file")
         }
         return path
@@ -44,12 +47,16 @@ struct VaultOptions: ParsableArguments {
 
     func backend() throws -> LocalBackend { LocalBackend(path: try vaultPath()) }
 
-    /// The secret, from the first of: key file, passphrase file, COFFER_PASSPHRASE, a prompt.
+    /// The secret: options first (key file, passphrase file), then the environment
+    /// (COFFER_KEY_FILE, COFFER_PASSPHRASE_FILE, COFFER_PASSPHRASE), then the config file,
+    /// then a prompt.
     func secret(confirm: Bool = false) throws -> KeySecret {
-        if let keyFile = keyFile ?? environment["COFFER_KEY_FILE"] {
+        if let keyFile { return .keyFile(try readSecretFile(keyFile)) }
+        if let passphraseFile { return .passphrase(Passphrase.trimmed(try readSecretFile(passphraseFile))) }
+        if let keyFile = environment["COFFER_KEY_FILE"] {
             return .keyFile(try readSecretFile(keyFile))
         }
-        if let file = passphraseFile ?? environment["COFFER_PASSPHRASE_FILE"] {
+        if let file = environment["COFFER_PASSPHRASE_FILE"] {
             return .passphrase(Passphrase.trimmed(try readSecretFile(file)))
         }
         if let pass = environment["COFFER_PASSPHRASE"] {

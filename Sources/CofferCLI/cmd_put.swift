@@ -33,6 +33,7 @@ struct Put: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let spec = try ChunkerSpec(parsing: chunker)
+            if let compression { try CompressionLevel.validate(compression) }
             let vault = try options.open()
             let session = try BackupSession(vault: vault, compressionLevel: compression)
             let progress = ProgressLine("stored")
@@ -55,6 +56,14 @@ struct Put: ParsableCommand {
                     Terminal.note("stored \(Format.bytes(artifact.size)): \(stats.newBlobs) new blobs (\(Format.bytes(stats.newStored)) added), \(stats.reusedBlobs) reused")
                 }
             }
+        }
+    }
+}
+
+enum CompressionLevel {
+    static func validate(_ level: Int) throws {
+        guard (0...22).contains(level) else {
+            throw VaultError.invalidArgument("compression level must be 0 (none) to 22 (zstd's highest), got \(level)")
         }
     }
 }

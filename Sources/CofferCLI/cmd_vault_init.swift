@@ -32,6 +32,7 @@ struct VaultInit: ParsableCommand {
             guard let avg = ByteSize.parse(chunkSize), let pack = ByteSize.parse(packSize) else {
                 throw VaultError.invalidArgument("sizes are numbers with an optional K, M or G")
             }
+            try CompressionLevel.validate(compression)
             let config = VaultConfig(chunker: ChunkerParameters(average: avg), packSize: pack,
                                      compressionLevel: compression)
             let secret: KeySecret

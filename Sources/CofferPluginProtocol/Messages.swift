@@ -100,17 +100,46 @@ public struct Committed: Codable, Sendable, Equatable {
     public init(backup: String) { self.backup = backup }
 }
 
-/// Agent → plugin: restore from these backups (base first, then logs) into `target`.
+/// Agent → plugin: restore from these backups (base first, then logs), described by their
+/// manifests so the plugin knows what to fetch.
 public struct RestoreRequest: Codable, Sendable, Equatable {
     public var type = "restore"
     public var source: String
-    public var backups: [String]
+    public var backups: [BackupDescription]
     public var options: [String: String]
 
-    public init(source: String, backups: [String], options: [String: String] = [:]) {
+    public init(source: String, backups: [BackupDescription], options: [String: String] = [:]) {
         self.source = source
         self.backups = backups
         self.options = options
+    }
+}
+
+/// What a plugin needs to know of one backup to restore it.
+public struct BackupDescription: Codable, Sendable, Equatable {
+    public var id: String
+    public var kind: String
+    public var positions: [String: String]
+    public var metadata: [String: String]
+    public var artifacts: [ArtifactDescription]
+
+    public init(id: String, kind: String, positions: [String: String], metadata: [String: String],
+                artifacts: [ArtifactDescription]) {
+        self.id = id
+        self.kind = kind
+        self.positions = positions
+        self.metadata = metadata
+        self.artifacts = artifacts
+    }
+}
+
+public struct ArtifactDescription: Codable, Sendable, Equatable {
+    public var name: String
+    public var size: Int64
+
+    public init(name: String, size: Int64) {
+        self.name = name
+        self.size = size
     }
 }
 

@@ -28,9 +28,12 @@ public final class Vault: Sendable {
         guard config.packSize >= 1 << 20, config.packSize <= 1 << 30 else {
             throw VaultError.invalidArgument("pack size must be between 1M and 1G")
         }
-        if try backend.exists(.config, "config") || !(try backend.list(.keys)).isEmpty {
+        // Only an empty place, or the leftovers of an init that died before writing the
+        // config (key slots, temporaries: no data can exist without a config), is taken.
+        guard try backend.topLevelEntries().allSatisfy({ $0 == "keys" || $0 == "tmp" }) else {
             throw VaultError.alreadyExists(path: backend.location)
         }
+        for stale in try backend.list(.keys) { try backend.remove(.keys, stale) }
         let master = MasterKey.generate()
         let slot = try KeySlot.make(master: master, secret: secret, vaultID: config.id, label: label, scrypt: scrypt)
         let slotName = Hex.encode(SecureRandom.bytes(8))
@@ -133,13 +136,23 @@ public final class Vault: Sendable {
         guard SHA256.hex(stored) == id else {
             throw VaultError.corruptObject(kind: .manifests, name: id, reason: "content does not match its name (hash)")
         }
-        guard let payload = AESGCM.open(key: key.dataKey, aad: AssociatedData.manifest, stored), !payload.isEmpty,
-              let plain = payload.withUnsafeBytes({ p -> [UInt8]? in
-                  let body = UnsafeRawBufferPointer(rebasing: p[1...])
-                  return payload[0] == PackFormat.encodingZstd ? Zstd.decompressUnknown(body) : Array(body)
-              })
-        else {
+        guard let payload = AESGCM.open(key: key.dataKey, aad: AssociatedData.manifest, stored), !payload.isEmpty else {
             throw VaultError.corruptObject(kind: .manifests, name: id, reason: "fails authentication")
+        }
+        let body = payload.withUnsafeBytes { p -> [UInt8]? in
+            let rest = UnsafeRawBufferPointer(rebasing: p[1...])
+            switch payload[0] {
+            case PackFormat.encodingRaw: return Array(rest)
+            case PackFormat.encodingZstd: return Zstd.decompressUnknown(rest)
+            default: return nil
+            }
+        }
+        guard let plain = body else {
+            throw VaultError.corruptObject(kind: .manifests, name: id, reason: "unknown encoding or bad zstd frame")
+        }
+        struct VersionOnly: Decodable { var version: Int }
+        if let v = try? JSONDecoder().decode(VersionOnly.self, from: Data(plain)), v.version > 1 {
+            throw VaultError.newerFormat(found: v.version, supported: 1)
         }
         do {
             return try JSON.decoder().decode(Manifest.self, from: Data(plain))
@@ -165,7 +178,8 @@ public final class Vault: Sendable {
         return id
     }
 
-    /// Every backup, oldest first. Unreadable manifests are reported by `vault check`, not here.
+    /// Every backup, oldest first. An unreadable manifest fails the listing, naming it
+    /// (`vault check` lists every bad one).
     public func backups(source: String? = nil) throws -> [BackupRecord] {
         var out: [BackupRecord] = []
         for id in try backend.list(.manifests) {

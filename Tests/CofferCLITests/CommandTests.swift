@@ -78,6 +78,14 @@ final class KeyAndErrorTests: XCTestCase {
         XCTAssertEqual(badChunker.status, 2)
         XCTAssertTrue(badChunker.stderr.contains("unknown chunker"), badChunker.stderr)
         XCTAssertEqual(try coffer.run(["backups"], env: ["COFFER_VAULT": ""]).status, 2, "no vault named")
+        XCTAssertEqual(try coffer.run(["put", "--source", "x", "--compression", "99"]).status, 2)
+
+        // Options beat the environment: a passphrase file on the command line wins over a
+        // (wrong) key file named in the environment.
+        try "cli test passphrase\n".write(toFile: coffer.dir + "/pass", atomically: true, encoding: .utf8)
+        let precedence = try coffer.run(["backups", "--passphrase-file", coffer.dir + "/pass"],
+                                        env: ["COFFER_PASSPHRASE": "", "COFFER_KEY_FILE": coffer.dir + "/pass"])
+        XCTAssertEqual(precedence.status, 0, precedence.stderr)
 
         let configPath = coffer.vault + "/config"
         let config = try String(contentsOfFile: configPath, encoding: .utf8)

@@ -45,3 +45,41 @@ final class KeySlotTests: XCTestCase {
         }
     }
 }
+
+extension KeySlotTests {
+    /// Slots are read before anything authenticates them: absurd scrypt parameters must
+    /// make a slot not open, not crash coffer or allocate without bound.
+    func testCraftedSlotParametersAreRefused() throws {
+        let scratch = try ScratchVault()
+        let backend = LocalBackend(path: scratch.path)
+        let name = try backend.list(.keys)[0]
+        var json = try JSONSerialization.jsonObject(with: Data(try backend.read(.keys, name))) as! [String: Any]
+        json["scrypt"] = ["n": 1 << 40, "r": 1 << 40, "p": 1]
+        try backend.remove(.keys, name)
+        try backend.write(.keys, name, Array(try JSONSerialization.data(withJSONObject: json)))
+        XCTAssertThrowsError(try Vault.open(backend: backend, secret: .passphrase(Array("correct horse".utf8)))) {
+            XCTAssertEqual($0 as? VaultError, .wrongPassphrase)
+        }
+    }
+
+    func testInitTakesOnlyAnEmptyPlaceOrAnInterruptedInit() throws {
+        let dir = NSTemporaryDirectory() + "coffer-init-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let backend = LocalBackend(path: dir)
+        // An init that died after its key slot but before the config: retrying works.
+        try backend.write(.keys, "0123456789abcdef", Array("{}".utf8))
+        let vault = try Vault.create(backend: backend, secret: .passphrase([1]), scrypt: ScryptParameters(n: 1 << 10, r: 8, p: 1))
+        XCTAssertEqual(try backend.list(.keys), [vault.slotName], "the dead init's slot is gone")
+        XCTAssertThrowsError(try Vault.create(backend: backend, secret: .passphrase([1]))) {
+            XCTAssertEqual($0 as? VaultError, .alreadyExists(path: dir))
+        }
+        // Anything else in the directory: refused.
+        let other = NSTemporaryDirectory() + "coffer-init-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: other + "/notes.txt", contents: Data("mine".utf8))
+        XCTAssertThrowsError(try Vault.create(backend: LocalBackend(path: other), secret: .passphrase([1]))) {
+            XCTAssertEqual($0 as? VaultError, .alreadyExists(path: other))
+        }
+    }
+}

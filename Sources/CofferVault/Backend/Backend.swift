@@ -34,6 +34,8 @@ public protocol VaultBackend: Sendable {
     /// only where names are content hashes (so the bytes are the same).
     func write(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws
     func remove(_ kind: ObjectKind, _ name: String) throws
+    /// What is at the top of the vault (object kinds, and anything else someone put there).
+    func topLevelEntries() throws -> [String]
     /// Temporary objects left by writers that died; removable once no writer is running.
     func staleTemporaries() throws -> [String]
 }

@@ -119,6 +119,10 @@ public struct LocalBackend: VaultBackend {
         try syncDirectory((p as NSString).deletingLastPathComponent)
     }
 
+    public func topLevelEntries() throws -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
+    }
+
     public func staleTemporaries() throws -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/tmp")) ?? []).sorted()
     }
@@ -162,7 +166,7 @@ public struct LocalBackend: VaultBackend {
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw VaultError.io(path: dir, message: String(cString: strerror(errno))) }
         defer { close(fd) }
-        _ = fsync(fd)
+        guard fsync(fd) == 0 else { throw VaultError.io(path: dir, message: "fsync: \(String(cString: strerror(errno)))") }
     }
 
     private func error(_ e: Int32, _ kind: ObjectKind, _ name: String, _ p: String) -> VaultError {

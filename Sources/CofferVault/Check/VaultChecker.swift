@@ -32,6 +32,12 @@ public struct VaultChecker {
             report.problems.append(Problem(kind: kind.singular, name: name, message: message))
         }
 
+        // Key slots: each must parse (opening needs its secret, which we do not have).
+        for name in try backend.list(.keys) {
+            let slot = try? JSON.decoder().decode(KeySlot.self, from: Data(try backend.read(.keys, name)))
+            if slot == nil { problem(.keys, name, "unreadable key slot") }
+        }
+
         // Index files: each must match its name and open; a bad one is reported, not fatal.
         let indexNames = try backend.list(.index)
         report.indexFiles = indexNames.count
@@ -79,8 +85,13 @@ public struct VaultChecker {
                     for listID in artifact.lists?.ids ?? [] {
                         try requirePresent(listID, packNames: packNames, manifest: id)
                     }
+                    var total: Int64 = 0
                     for blob in try reader.contentIDs(artifact) {
-                        try requirePresent(blob, packNames: packNames, manifest: id)
+                        total += Int64(try requirePresent(blob, packNames: packNames, manifest: id).entry.rawLength)
+                    }
+                    guard total == artifact.size else {
+                        throw VaultError.corruptObject(kind: .manifests, name: id,
+                                                       reason: "artifact \(artifact.name) is \(artifact.size) bytes but its blobs hold \(total)")
                     }
                 }
             } catch let error as VaultError {
@@ -98,7 +109,8 @@ public struct VaultChecker {
         return report
     }
 
-    private func requirePresent(_ id: BlobID, packNames: Set<String>, manifest: String) throws {
+    @discardableResult
+    private func requirePresent(_ id: BlobID, packNames: Set<String>, manifest: String) throws -> MasterIndex.Location {
         guard let loc = vault.index.lookup(id) else {
             throw VaultError.corruptObject(kind: .manifests, name: manifest, reason: "names blob \(id.hex), which no index holds")
         }
@@ -106,6 +118,7 @@ public struct VaultChecker {
             throw VaultError.corruptObject(kind: .manifests, name: manifest,
                                            reason: "needs pack \(loc.pack.hex), which is missing")
         }
+        return loc
     }
 
     private func checkPack(name: String, indexed: [PackEntry]?, readData: Bool, report: inout Report) throws {
@@ -129,9 +142,19 @@ public struct VaultChecker {
         guard readData else { return }
         let bytes = try backend.read(.packs, name)
         report.bytesRead += Int64(bytes.count)
+        // Every blob, even after a bad one, so the report says how much of the pack is lost.
+        var bad: [String] = []
         for e in entries {
-            _ = try vault.openBlob(Array(bytes[Int(e.offset)..<Int(e.offset + e.length)]), entry: e, pack: name)
-            report.blobsChecked += 1
+            do {
+                _ = try vault.openBlob(Array(bytes[Int(e.offset)..<Int(e.offset + e.length)]), entry: e, pack: name)
+                report.blobsChecked += 1
+            } catch {
+                bad.append(e.id.hex)
+            }
+        }
+        if !bad.isEmpty {
+            throw VaultError.corruptObject(kind: .packs, name: name,
+                                           reason: "\(bad.count) of \(entries.count) blobs fail authentication (first: \(bad[0]))")
         }
     }
 

@@ -50,9 +50,11 @@ public enum ByteSize {
         guard let last = text.last else { return nil }
         let units: [Character: Int] = ["K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30]
         if let unit = units[last] {
-            return Int(text.dropLast()).map { $0 * unit }
+            guard let n = Int(text.dropLast()) else { return nil }
+            let (product, overflow) = n.multipliedReportingOverflow(by: unit)
+            return overflow || n < 0 ? nil : product
         }
-        return Int(text)
+        return Int(text).flatMap { $0 < 0 ? nil : $0 }
     }
 }
 

@@ -21,7 +21,7 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
     public func validate() throws {
         guard min >= 64, min < avg, avg < max, avg & (avg - 1) == 0, max <= ChunkerSpec.wholeLimit else {
             throw VaultError.invalidArgument(
-                "chunk sizes must satisfy 64 <= min < avg < max <= 64M with avg a power of two (got \(min)/\(avg)/\(max))")
+                "chunk sizes must satisfy 64 <= min < avg < max <= 16M with avg a power of two (got \(min)/\(avg)/\(max))")
         }
     }
 }

@@ -14,7 +14,14 @@ public struct ScryptParameters: Codable, Sendable, Equatable {
         self.p = p
     }
 
+    /// Key slots are not authenticated before they are opened, so their parameters are
+    /// bounded here: a crafted slot must not make us allocate gigabytes or overflow.
+    public var isSane: Bool {
+        n >= 2 && n <= 1 << 20 && n & (n - 1) == 0 && r >= 1 && r <= 32 && p >= 1 && p <= 16
+    }
+
     public func deriveKey(passphrase: [UInt8], salt: [UInt8]) throws -> [UInt8] {
+        guard isSane else { throw VaultError.invalidArgument("scrypt parameters out of range (n=\(n) r=\(r) p=\(p))") }
         var out = [UInt8](repeating: 0, count: 32)
         let maxmem = UInt64(128) * r * n * 2 + (1 << 20)
         // A trailing NUL keeps the buffer non-empty for an empty passphrase; it is not hashed.

@@ -43,6 +43,8 @@ public struct KeySlot: Codable, Sendable {
         case (.passphrase, .passphrase), (.keyfile, .keyFile): break
         default: return nil
         }
+        // A slot this version cannot read, or with absurd parameters, opens nothing.
+        guard version == 1, (scrypt ?? .standard).isSane else { return nil }
         guard let salt = Data(base64Encoded: self.salt), let wrapped = Data(base64Encoded: self.wrapped) else {
             return nil
         }

@@ -48,7 +48,7 @@ enum JSON {
     }
 }
 
-/// RFC 3339 timestamps with microseconds, always UTC.
+/// RFC 3339 timestamps with milliseconds, always UTC.
 public enum Timestamp {
     public static func format(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
