@@ -18,6 +18,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
 
         // The vault core: crypto, chunkers, packs, index, manifests, backends, pipeline.
         .target(name: "CofferVault", dependencies: ["CLibCrypto", "CZstd"]),
@@ -39,12 +41,17 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
 
-        // A plugin that fails on request, for the plugin host's tests.
+        // Engine plugins: one folder each under Plugins/, one executable each.
+        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ"], path: "Plugins/Postgres"),
+
+        // Test peers: a plugin that fails on request; throwaway database servers.
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit"], path: "Fixtures/FaultPlugin"),
+        .target(name: "CofferFixtures", path: "Fixtures/Servers"),
 
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferVault", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "coffer-fault", "coffer"]),
+        .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,52 @@
+import Foundation
+import CLibPQ
+
+/// A libpq connection, just enough for the backup functions: simple queries returning text.
+final class Connection {
+    private let conn: OpaquePointer
+
+    init(_ conninfo: String) throws {
+        guard let c = PQconnectdb(conninfo) else { throw PostgresError("libpq could not allocate a connection") }
+        guard PQstatus(c) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(c))
+            PQfinish(c)
+            throw PostgresError("cannot connect (\(conninfo)): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        conn = c
+    }
+
+    deinit { PQfinish(conn) }
+
+    /// Rows of text values (nil for NULL).
+    @discardableResult
+    func query(_ sql: String, _ params: [String] = []) throws -> [[String?]] {
+        let cParams = params.map { strdup($0) }
+        defer { cParams.forEach { free($0) } }
+        let result: OpaquePointer? = cParams.withUnsafeBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, params.count)) { p in
+                PQexecParams(conn, sql, Int32(params.count), nil, params.isEmpty ? nil : p, nil, nil, 0)
+            }
+        }
+        guard let result else { throw PostgresError("out of memory running \(sql)") }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            throw PostgresError("\(sql): \(String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return (0..<PQntuples(result)).map { row in
+            (0..<PQnfields(result)).map { col in
+                PQgetisnull(result, row, col) == 1 ? nil : String(cString: PQgetvalue(result, row, col))
+            }
+        }
+    }
+
+    func value(_ sql: String, _ params: [String] = []) throws -> String {
+        guard let v = try query(sql, params).first?.first ?? nil else { throw PostgresError("\(sql) returned nothing") }
+        return v
+    }
+}
+
+struct PostgresError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
