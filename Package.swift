@@ -45,12 +45,12 @@ let package = Package(
         .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ"], path: "Plugins/Postgres"),
 
         // Test peers: a plugin that fails on request; throwaway database servers.
-        .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit"], path: "Fixtures/FaultPlugin"),
-        .target(name: "CofferFixtures", path: "Fixtures/Servers"),
+        .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit", "CofferFixtures"], path: "Fixtures/FaultPlugin"),
+        .target(name: "CofferFixtures", path: "Fixtures/CofferFixtures"),
 
-        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault"]),
-        .testTarget(name: "CofferCLITests", dependencies: ["CofferVault", "coffer"]),
-        .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "coffer-fault", "coffer"]),
+        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferFixtures"]),
+        .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
+        .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres"]),
     ],
     swiftLanguageModes: [.v6]

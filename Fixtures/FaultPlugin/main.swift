@@ -1,6 +1,7 @@
 // A plugin for tests of the plugin host: it streams generated artifacts, and on request
 // fails in the ways real plugins fail (crash, hang, garbage on stdout, a reported error)
 // after a given number of bytes. Engine name: "fault".
+import CofferFixtures
 import CofferPluginKit
 import CofferPluginProtocol
 import Foundation
@@ -16,7 +17,7 @@ struct FaultPlugin: EnginePlugin {
         let parts = fault.split(separator: ":")
         let faultAt = parts.count == 2 ? Int64(parts[1]) ?? 0 : Int64.max
         var sent: Int64 = 0
-        var state = UInt64(request.options["seed"] ?? "1")! | 1
+        var generator = TestBytes(seed: UInt64(request.options["seed"] ?? "1") ?? 1)
         for spec in (request.options["artifacts"] ?? "").split(separator: ",") {
             let fields = spec.split(separator: ":").map(String.init)
             let name = fields[0]
@@ -26,13 +27,7 @@ struct FaultPlugin: EnginePlugin {
                 var block = [UInt8](repeating: 0, count: 256 << 10)
                 while remaining > 0 {
                     let n = Int(min(Int64(block.count), remaining))
-                    for i in stride(from: 0, to: n, by: 8) {
-                        state ^= state >> 12
-                        state ^= state << 25
-                        state ^= state >> 27
-                        let w = state &* 0x2545F4914F6CDD1D
-                        withUnsafeBytes(of: w) { for j in 0..<min(8, n - i) { block[i + j] = $0[j] } }
-                    }
+                    block.withUnsafeMutableBytes { generator.fill(UnsafeMutableRawBufferPointer(rebasing: $0[0..<n])) }
                     if sent + Int64(n) > faultAt {
                         try fail(String(parts[0]), sink: sink)
                     }

@@ -1,4 +1,5 @@
 import CofferAgent
+import CofferFixtures
 import CofferVault
 import Foundation
 import XCTest
@@ -80,11 +81,7 @@ final class BackupCommandTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
-    var products: String {
-        let candidates = [Bundle.main.bundleURL.deletingLastPathComponent().path,
-                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: "\($0)/coffer") } ?? candidates[0]
-    }
+    var products: String { BuildProducts.directory(containing: "coffer") }
 
     func coffer(_ args: [String]) throws -> (status: Int32, out: String, err: String, bytes: Data) {
         let p = Process()

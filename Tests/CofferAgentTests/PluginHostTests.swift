@@ -1,4 +1,5 @@
 import CofferAgent
+import CofferFixtures
 import CofferPluginProtocol
 import CofferVault
 import Foundation
@@ -19,13 +20,7 @@ final class PluginHostTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    /// The build's products directory, where `coffer-fault` is.
-    var productsDirectory: String {
-        if let env = ProcessInfo.processInfo.environment["COFFER_BUILD_DIR"] { return env }
-        let candidates = [Bundle.main.bundleURL.deletingLastPathComponent().path,
-                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: "\($0)/coffer-fault") } ?? candidates[0]
-    }
+    var productsDirectory: String { BuildProducts.directory(containing: "coffer-fault") }
 
     func startPlugin(timeout: Double = 30) throws -> PluginProcess {
         let path = try PluginLocator.find(engine: "fault", environment: ["COFFER_PLUGIN_PATH": productsDirectory])
@@ -40,24 +35,8 @@ final class PluginHostTests: XCTestCase {
 
     /// What the fault plugin generates for `seed`, artifact after artifact.
     func expected(seed: UInt64, sizes: [Int]) -> [[UInt8]] {
-        var state = seed | 1
-        return sizes.map { size in
-            var out = [UInt8]()
-            out.reserveCapacity(size)
-            var produced = 0
-            while produced < size {
-                let n = min(256 << 10, size - produced)
-                for i in stride(from: 0, to: n, by: 8) {
-                    state ^= state >> 12
-                    state ^= state << 25
-                    state ^= state >> 27
-                    let w = state &* 0x2545F4914F6CDD1D
-                    withUnsafeBytes(of: w) { out.append(contentsOf: $0.prefix(min(8, n - i))) }
-                }
-                produced += n
-            }
-            return out
-        }
+        var bytes = TestBytes(seed: seed)
+        return sizes.map { bytes.bytes($0) }
     }
 
     func manifests() throws -> Int { try LocalBackend(path: dir + "/vault").list(.manifests).count }

@@ -1,3 +1,4 @@
+import CofferFixtures
 import Foundation
 import XCTest
 
@@ -17,11 +18,7 @@ final class CofferRunner {
     deinit { try? FileManager.default.removeItem(atPath: dir) }
 
     static var binary: String {
-        if let env = ProcessInfo.processInfo.environment["COFFER_BIN"] { return env }
-        let candidates = [Bundle.main.bundleURL.deletingLastPathComponent().path,
-                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path]
-        let dir = candidates.first { FileManager.default.isExecutableFile(atPath: "\($0)/coffer") } ?? candidates[0]
-        return dir + "/coffer"
+        ProcessInfo.processInfo.environment["COFFER_BIN"] ?? BuildProducts.directory(containing: "coffer") + "/coffer"
     }
 
     struct Result {
@@ -105,23 +102,8 @@ final class StderrCollector: @unchecked Sendable {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*).
+/// Deterministic pseudo-random bytes.
 func generated(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed | 1
-    var out = [UInt8](repeating: 0, count: count)
-    out.withUnsafeMutableBytes { b in
-        var i = 0
-        while i < count {
-            state ^= state >> 12
-            state ^= state << 25
-            state ^= state >> 27
-            var w = state &* 0x2545F4914F6CDD1D
-            for _ in 0..<8 where i < count {
-                b[i] = UInt8(truncatingIfNeeded: w)
-                w >>= 8
-                i += 1
-            }
-        }
-    }
-    return out
+    var bytes = TestBytes(seed: seed)
+    return bytes.bytes(count)
 }

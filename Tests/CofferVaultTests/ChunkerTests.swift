@@ -1,4 +1,5 @@
 @testable import CofferVault
+import CofferFixtures
 import XCTest
 
 final class ChunkerTests: XCTestCase {
@@ -24,7 +25,7 @@ final class ChunkerTests: XCTestCase {
     }
 
     func testCutsAreBoundedAndIndependentOfReadSizes() throws {
-        var gen = TestStream(seed: 11)
+        var gen = TestBytes(seed: 11)
         let data = gen.bytes(8 << 20)
         let big = try chunks(data)
         XCTAssertEqual(try chunks(data, readSize: 4093), big, "cut points must not depend on how the stream was read")
@@ -37,7 +38,7 @@ final class ChunkerTests: XCTestCase {
     }
 
     func testInsertionChangesOnlyNearbyChunks() throws {
-        var gen = TestStream(seed: 12)
+        var gen = TestBytes(seed: 12)
         let data = gen.bytes(8 << 20)
         var edited = data
         edited.insert(contentsOf: gen.bytes(100), at: 1 << 20)
@@ -56,13 +57,13 @@ final class ChunkerTests: XCTestCase {
     }
 
     func testGearTableIsKeyed() throws {
-        var gen = TestStream(seed: 13)
+        var gen = TestBytes(seed: 13)
         let data = gen.bytes(4 << 20)
         XCTAssertNotEqual(try chunks(data), try chunks(data, seed: [UInt8](repeating: 43, count: 32)))
     }
 
     func testFixedAndWhole() throws {
-        var gen = TestStream(seed: 14)
+        var gen = TestBytes(seed: 14)
         let data = gen.bytes(100_000)
         XCTAssertEqual(try chunks(data, spec: .fixed(8192)), Array(repeating: 8192, count: 12) + [100_000 - 12 * 8192])
         XCTAssertEqual(try chunks(data, spec: .whole), [100_000])
@@ -80,7 +81,7 @@ final class ChunkerTests: XCTestCase {
 
 extension ChunkerTests {
     func testUnrolledCutEqualsReferenceLoop() {
-        var gen = TestStream(seed: 15)
+        var gen = TestBytes(seed: 15)
         let cdc = FastCDC(parameters: params, seed: seed)
         let data = gen.bytes(16 << 20)
         data.withUnsafeBufferPointer { buf in

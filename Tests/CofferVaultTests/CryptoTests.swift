@@ -1,4 +1,5 @@
 @testable import CofferVault
+import CofferFixtures
 import XCTest
 
 final class CryptoTests: XCTestCase {
@@ -44,13 +45,13 @@ final class CryptoTests: XCTestCase {
         let compressed = try XCTUnwrap(text.withUnsafeBytes { zstd.compress($0) })
         XCTAssertLessThan(compressed.count, text.count / 10)
         XCTAssertEqual(compressed.withUnsafeBytes { Zstd.decompress($0, rawLength: text.count) }, text)
-        var gen = TestStream(seed: 5)
+        var gen = TestBytes(seed: 5)
         let noise = gen.bytes(100_000)
         XCTAssertNil(noise.withUnsafeBytes { zstd.compress($0) }, "incompressible input is stored raw")
     }
 
     func testStreamingSHA256MatchesOneShot() {
-        var gen = TestStream(seed: 3)
+        var gen = TestBytes(seed: 3)
         let data = gen.bytes(1_000_003)
         let s = StreamingSHA256()
         data.withUnsafeBytes { raw in

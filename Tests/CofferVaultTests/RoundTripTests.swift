@@ -1,10 +1,11 @@
 @testable import CofferVault
+import CofferFixtures
 import XCTest
 
 final class RoundTripTests: XCTestCase {
     func testSmallStreamsAllChunkers() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 21)
+        var gen = TestBytes(seed: 21)
         for size in [0, 1, 63, 4096, (1 << 20) - 1, 1 << 20, (5 << 20) + 3] {
             let data = gen.bytes(size)
             for spec in [ChunkerSpec.contentDefined, .fixed(8192), .whole] {
@@ -26,7 +27,7 @@ final class RoundTripTests: XCTestCase {
     /// More chunks than fit inline: the id list goes into list blobs.
     func testLargeArtifactUsesListBlobs() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 22)
+        var gen = TestBytes(seed: 22)
         let data = gen.bytes(Artifact.inlineLimit * 512 + 777)
         let id = try scratch.put(data, chunker: .fixed(512))
         let manifest = try scratch.vault.readManifest(id: id)
@@ -60,7 +61,7 @@ final class RoundTripTests: XCTestCase {
 
     func testIndexIsReloadedAcrossSessions() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 24)
+        var gen = TestBytes(seed: 24)
         let data = gen.bytes(6 << 20)
         try scratch.put(data)
         let reopened = try scratch.reopen()
@@ -86,7 +87,7 @@ final class DedupeTests: XCTestCase {
 
     func testSameStreamTwiceGrowsUnderOnePercent() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 31)
+        var gen = TestBytes(seed: 31)
         let data = gen.bytes(DedupeTests.size)
         try scratch.put(data)
         let before = scratch.diskBytes
@@ -97,7 +98,7 @@ final class DedupeTests: XCTestCase {
 
     func testShiftedStreamGrowsUnderFivePercent() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 32)
+        var gen = TestBytes(seed: 32)
         let data = gen.bytes(DedupeTests.size)
         try scratch.put(data)
         let before = scratch.diskBytes
@@ -116,7 +117,7 @@ final class ConcurrentWriterTests: XCTestCase {
     /// once need no lock: both backups restore and the vault checks clean.
     func testTwoWritersAtOnce() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 41)
+        var gen = TestBytes(seed: 41)
         let shared = gen.bytes(24 << 20)
         let a = shared + gen.bytes(8 << 20)
         let b = gen.bytes(8 << 20) + shared
@@ -155,7 +156,7 @@ final class FailingStreamTests: XCTestCase {
     /// threads and semaphores wind down cleanly (this used to trap in libdispatch).
     func testReadErrorFailsStoreCleanly() throws {
         let scratch = try ScratchVault()
-        var gen = TestStream(seed: 51)
+        var gen = TestBytes(seed: 51)
         let data = gen.bytes(40 << 20)
         let session = try BackupSession(vault: scratch.vault)
         var served = 0

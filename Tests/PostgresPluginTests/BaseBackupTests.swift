@@ -19,11 +19,7 @@ final class BaseBackupTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
-    var products: String {
-        let candidates = [Bundle.main.bundleURL.deletingLastPathComponent().path,
-                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: "\($0)/coffer-postgres") } ?? candidates[0]
-    }
+    var products: String { BuildProducts.directory(containing: "coffer-postgres") }
 
     func plugin() throws -> PluginProcess {
         let path = try PluginLocator.find(engine: "postgres", environment: ["COFFER_PLUGIN_PATH": products])
