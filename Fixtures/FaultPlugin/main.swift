@@ -55,9 +55,9 @@ struct FaultPlugin: EnginePlugin {
         }
     }
 
-    /// options: target = DIR: writes DIR/<backup>-<artifact> for every artifact of every backup.
+    /// options: target_dir = DIR: writes DIR/<backup>-<artifact> for every artifact of every backup.
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone {
-        let target = request.options["target"]!
+        guard let target = request.options["target_dir"] else { throw FaultError.cannotWrite("(no target_dir)") }
         var total: Int64 = 0
         for backup in request.backups.map(\.id) {
             for name in request.backups.first(where: { $0.id == backup })!.artifacts.map(\.name) {

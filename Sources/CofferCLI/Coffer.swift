@@ -14,7 +14,7 @@ public struct Coffer: ParsableCommand {
         16 no such backup, 17 refused: last key slot, 20 the engine plugin failed.
         """,
         version: "0.1.0",
-        subcommands: [VaultCommand.self, Backup.self, Put.self, Get.self, Backups.self]
+        subcommands: [VaultCommand.self, Backup.self, Restore.self, Put.self, Get.self, Backups.self]
     )
 
     public init() {}

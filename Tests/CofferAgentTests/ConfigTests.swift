@@ -111,6 +111,20 @@ final class BackupCommandTests: XCTestCase {
         XCTAssertEqual(wal.bytes.count, 1000)
     }
 
+    func testRestoreCommandRestoresTheNewestFullBackup() throws {
+        XCTAssertEqual(try coffer(["backup", "--source", "db"]).status, 0)
+        let newest = try coffer(["backup", "--source", "db"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let target = dir + "/restored"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let run = try coffer(["restore", "--source", "db", "--target-dir", target, "--json"])
+        XCTAssertEqual(run.status, 0, run.err)
+        XCTAssertTrue(run.out.contains(newest), run.out)
+        var bytes = TestBytes(seed: 5)
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(newest)-base").map(Array.init), bytes.bytes(3_000_000))
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(newest)-wal").map(Array.init), bytes.bytes(1000))
+        XCTAssertEqual(try coffer(["restore", "--source", "broken", "--target-dir", target]).status, 16, "no backup of that source")
+    }
+
     func testFailedPluginExitsTwentyAndRecordsNothing() throws {
         let run = try coffer(["backup", "--source", "broken"])
         XCTAssertEqual(run.status, 20, run.err)

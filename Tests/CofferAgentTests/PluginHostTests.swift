@@ -62,7 +62,7 @@ final class PluginHostTests: XCTestCase {
         let target = dir + "/restore"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         let done = try PluginRestore(vault: vault, plugin: try startPlugin(), engine: "fault")
-            .run(source: "db", backups: [id], options: ["target": target])
+            .run(source: "db", backups: [id], options: ["target_dir": target])
         XCTAssertEqual(done.positions["bytes"], "3000010")
         let want = expected(seed: 9, sizes: [3_000_000, 10])
         XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-a").map(Array.init), want[0])
