@@ -46,9 +46,6 @@ public final class MasterIndex: Sendable {
         }
     }
 
-    public var blobCount: Int { state.withLock { $0.blobs.count } }
-    public var packCount: Int { state.withLock { $0.packs.count } }
-    public var packs: Set<PackID> { state.withLock { Set($0.packs) } }
 
     /// Reads the index files not yet loaded. Returns the names of files that failed to open.
     @discardableResult
