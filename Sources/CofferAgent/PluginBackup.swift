@@ -2,22 +2,12 @@ import CofferPluginProtocol
 import CofferVault
 import Foundation
 
-/// A backup taken by a plugin: every artifact it streams goes through the vault pipeline,
-/// and the manifest is written only after the plugin says `done`. A plugin that dies, hangs
-/// or breaks the protocol first leaves no manifest (its stored blobs are reused next time).
-public struct PluginBackup {
-    public let vault: Vault
-    public let plugin: PluginProcess
-    public let engine: String
-
-    public init(vault: Vault, plugin: PluginProcess, engine: String) {
-        self.vault = vault
-        self.plugin = plugin
-        self.engine = engine
-    }
-
-    /// Runs the backup; returns the new backup id.
-    public func run(_ request: BackupRequest, software: String = "coffer",
+extension PluginJob {
+    /// A backup taken by the plugin: every artifact it streams goes through the vault
+    /// pipeline, and the manifest is written only after the plugin says `done`. A plugin
+    /// that dies, hangs or breaks the protocol first leaves no manifest (its stored blobs
+    /// are reused next time). Returns the new backup id.
+    public func backup(_ request: BackupRequest, software: String = "coffer",
                     progress: (@Sendable (Int64) -> Void)? = nil) throws -> String {
         try plugin.handshake(engine: engine, software: software)
         let session = try BackupSession(vault: vault)

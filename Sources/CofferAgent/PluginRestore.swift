@@ -2,21 +2,11 @@ import CofferPluginProtocol
 import CofferVault
 import Foundation
 
-/// A restore done by a plugin: the agent answers its `fetch` requests from the vault (only
-/// for the backups it was given) until the plugin says `restored`.
-public struct PluginRestore {
-    public let vault: Vault
-    public let plugin: PluginProcess
-    public let engine: String
-
-    public init(vault: Vault, plugin: PluginProcess, engine: String) {
-        self.vault = vault
-        self.plugin = plugin
-        self.engine = engine
-    }
-
-    /// Restores `backups` (ids, base first) of `source`; `options` go to the plugin.
-    public func run(source: String, backups: [String], options: [String: String],
+extension PluginJob {
+    /// A restore done by the plugin of `backups` (ids, base first) of `source`: the agent
+    /// answers its `fetch` requests from the vault (only for those backups) until the plugin
+    /// says `restored`. `options` go to the plugin.
+    public func restore(source: String, backups: [String], options: [String: String],
                     software: String = "coffer") throws -> RestoreDone {
         let descriptions = try backups.map { id in
             let m = try vault.readManifest(id: id)

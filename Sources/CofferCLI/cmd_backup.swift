@@ -38,8 +38,8 @@ struct Backup: ParsableCommand {
             let plugin = try PluginProcess(path: path, timeout: source.pluginTimeout) { Terminal.note("\(source.engine): \($0)") }
             let progress = ProgressLine("backed up")
             let request = BackupRequest(source: source.name, kind: kind, options: source.options)
-            let id = try PluginBackup(vault: vault, plugin: plugin, engine: source.engine)
-                .run(request, software: "coffer \(Coffer.configuration.version)") { progress.update(bytes: $0) }
+            let id = try PluginJob(vault: vault, plugin: plugin, engine: source.engine)
+                .backup(request, software: "coffer \(Coffer.configuration.version)") { progress.update(bytes: $0) }
             progress.finish()
             let manifest = try vault.readManifest(id: id)
             if json {

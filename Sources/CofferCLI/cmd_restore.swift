@@ -47,8 +47,8 @@ struct Restore: ParsableCommand {
             }
             var pluginOptions = source.options
             pluginOptions["target_dir"] = targetDir
-            let done = try PluginRestore(vault: vault, plugin: plugin, engine: source.engine)
-                .run(source: source.name, backups: [id], options: pluginOptions, software: "coffer \(Coffer.configuration.version)")
+            let done = try PluginJob(vault: vault, plugin: plugin, engine: source.engine)
+                .restore(source: source.name, backups: [id], options: pluginOptions, software: "coffer \(Coffer.configuration.version)")
             if json {
                 struct Out: Encodable { let backup: String; let targetDir: String; let positions: [String: String] }
                 try Terminal.printJSON(Out(backup: id, targetDir: targetDir, positions: done.positions))

@@ -29,8 +29,8 @@ final class PluginHostTests: XCTestCase {
 
     func backup(_ options: [String: String], timeout: Double = 30) throws -> String {
         let plugin = try startPlugin(timeout: timeout)
-        return try PluginBackup(vault: vault, plugin: plugin, engine: "fault")
-            .run(BackupRequest(source: "db", kind: "full", options: options))
+        return try PluginJob(vault: vault, plugin: plugin, engine: "fault")
+            .backup(BackupRequest(source: "db", kind: "full", options: options))
     }
 
     /// What the fault plugin generates for `seed`, artifact after artifact.
@@ -61,8 +61,8 @@ final class PluginHostTests: XCTestCase {
         let id = try backup(["artifacts": "a:3000000,b:10", "seed": "9"])
         let target = dir + "/restore"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-        let done = try PluginRestore(vault: vault, plugin: try startPlugin(), engine: "fault")
-            .run(source: "db", backups: [id], options: ["target_dir": target])
+        let done = try PluginJob(vault: vault, plugin: try startPlugin(), engine: "fault")
+            .restore(source: "db", backups: [id], options: ["target_dir": target])
         XCTAssertEqual(done.positions["bytes"], "3000010")
         let want = expected(seed: 9, sizes: [3_000_000, 10])
         XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-a").map(Array.init), want[0])

@@ -29,11 +29,16 @@ final class TamperTests: XCTestCase {
         XCTAssertTrue(get.stderr.contains(name), "get must name \(name): \(get.stderr)", file: file, line: line)
     }
 
+    /// Flips bits of one byte of a file, chosen from its size.
+    func flip(_ path: String, _ mask: UInt8, at offset: (Int) -> Int) throws {
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[offset(bytes.count)] ^= mask
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
     func testFlippedByteInPack() throws {
         let pack = coffer.files("packs")[1]
-        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: pack)))
-        bytes[100] ^= 0x40   // inside the first blob, far from the header at the tail
-        try Data(bytes).write(to: URL(fileURLWithPath: pack))
+        try flip(pack, 0x40) { _ in 100 }   // inside the first blob, far from the header at the tail
         try assertReported(pack)
     }
 
@@ -54,9 +59,7 @@ final class TamperTests: XCTestCase {
 
     func testEditedManifest() throws {
         let manifest = coffer.files("manifests")[0]
-        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: manifest)))
-        bytes[bytes.count / 2] ^= 0x01
-        try Data(bytes).write(to: URL(fileURLWithPath: manifest))
+        try flip(manifest, 0x01) { $0 / 2 }
         try assertReported(manifest)
         let list = try coffer.run(["backups"])
         XCTAssertEqual(list.status, 14)
@@ -65,9 +68,7 @@ final class TamperTests: XCTestCase {
 
     func testEditedIndexFile() throws {
         let index = coffer.files("index")[0]
-        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: index)))
-        bytes[bytes.count / 3] ^= 0x10
-        try Data(bytes).write(to: URL(fileURLWithPath: index))
+        try flip(index, 0x10) { $0 / 3 }
         try assertReported(index)
     }
 

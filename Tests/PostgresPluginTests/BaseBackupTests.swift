@@ -27,15 +27,15 @@ final class BaseBackupTests: XCTestCase {
     }
 
     func backup(_ server: PostgresServer) throws -> String {
-        try PluginBackup(vault: vault, plugin: try plugin(), engine: "postgres").run(BackupRequest(
+        try PluginJob(vault: vault, plugin: try plugin(), engine: "postgres").backup(BackupRequest(
             source: "main", kind: "full",
             options: ["connection": server.conninfo, "data_directory": server.dataDirectory]))
     }
 
     func restoreAndStart(_ id: String, name: String) throws -> PostgresServer {
         let target = dir + "/" + name
-        _ = try PluginRestore(vault: vault, plugin: try plugin(), engine: "postgres")
-            .run(source: "main", backups: [id], options: ["target_dir": target])
+        _ = try PluginJob(vault: vault, plugin: try plugin(), engine: "postgres")
+            .restore(source: "main", backups: [id], options: ["target_dir": target])
         let restored = try PostgresServer(restoredDataDirectory: target)
         do {
             try restored.start()
