@@ -38,6 +38,9 @@ struct BaseBackup {
         guard let row = stop.first, let stopText = row[0], let stopLSN = LSN(stopText), let label = row[1] else {
             throw PostgresError("pg_backup_stop returned nothing")
         }
+        // Every commit before the stop LSN happened before now: the earliest time a
+        // point-in-time restore from this backup can target.
+        let consistentTime = PGTime.micros(Date())
         try sink.artifact(name: "data/backup_label", chunker: "whole") { try $0.write(Array(label.utf8)) }
         if let map = row[2], !map.isEmpty {
             try sink.artifact(name: "data/tablespace_map", chunker: "whole") { try $0.write(Array(map.utf8)) }
@@ -59,7 +62,7 @@ struct BaseBackup {
 
         return BackupDone(
             positions: ["start_lsn": start.description, "stop_lsn": stopLSN.description, "consistent_lsn": stopLSN.description,
-                        "timeline": String(timeline)],
+                        "timeline": String(timeline), "consistent_time": String(consistentTime)],
             metadata: ["server_version_num": version, "wal_segment_size": String(segmentSize),
                        "directories": directories.joined(separator: "\n"), "wal_segments": wal.joined(separator: "\n"),
                        "started": ISO8601DateFormatter().string(from: started), "mode": "local"])

@@ -10,7 +10,9 @@ extension PluginJob {
     public func backup(_ request: BackupRequest, software: String = "coffer",
                     progress: (@Sendable (Int64) -> Void)? = nil) throws -> String {
         try plugin.handshake(engine: engine, software: software)
-        let session = try BackupSession(vault: vault)
+        // A log (one WAL segment) is unique content: reading the whole index to dedupe it
+        // would cost more than it could save on every archive_command call.
+        let session = try BackupSession(vault: vault, dedupe: request.kind != "log")
         let started = Date()
         var artifacts: [Artifact] = []
         return try plugin.guarded { () throws -> String in
@@ -38,7 +40,8 @@ extension PluginJob {
                     let manifest = Manifest(source: request.source, engine: engine, kind: request.kind,
                                             parent: request.parent, started: started, finished: Date(),
                                             positions: done.positions, artifacts: artifacts, metadata: done.metadata)
-                    let id = try session.commit(manifest)
+                    let id = request.kind == "log" ? try commitLog(manifest, session: session)
+                                                   : try session.commit(manifest)
                     try plugin.writer.send(Committed(backup: id))
                     plugin.waitForExit()
                     return id
@@ -49,6 +52,26 @@ extension PluginJob {
                 }
             }
         }
+    }
+}
+
+extension PluginJob {
+    /// A log is stored once under its name: pushed again with the same content it is the
+    /// same backup (an archive command retried after a crash must succeed); with other
+    /// content it is refused, since one of the two copies is wrong and the DBA must know.
+    func commitLog(_ manifest: Manifest, session: BackupSession) throws -> String {
+        guard let log = manifest.positions["log"], !log.isEmpty else {
+            throw ProtocolError.malformed("a log backup must name its log (positions.log)")
+        }
+        if let existing = try vault.logManifest(source: manifest.source, log: log) {
+            guard existing.manifest.artifacts == manifest.artifacts else {
+                throw AgentError.logConflict(source: manifest.source, log: log, existing: existing.id)
+            }
+            return existing.id
+        }
+        let id = try session.commit(manifest)
+        try vault.recordLog(source: manifest.source, log: log, manifest: id)
+        return id
     }
 }
 

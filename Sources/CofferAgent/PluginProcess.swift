@@ -83,6 +83,7 @@ public final class PluginProcess: @unchecked Sendable {
 
     /// Exchanges hellos; fails unless the plugin speaks our protocol and serves `engine`.
     public func handshake(engine: String, software: String) throws {
+        if hello != nil { return }
         try guarded {
             try writer.send(Hello(software: software))
             guard let frame = try reader.next() else { throw ProtocolError.closed }

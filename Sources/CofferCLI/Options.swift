@@ -18,6 +18,18 @@ struct VaultOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Key file to open the vault with (or COFFER_KEY_FILE).", valueName: "file"))
     var keyFile: String?
 
+    /// These options as command-line arguments, for a coffer command started on our behalf
+    /// (restore_command, the WAL prefetcher). Paths are made absolute: it may run elsewhere.
+    var arguments: [String] {
+        func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p }
+        var out: [String] = []
+        if let config = config ?? environment["COFFER_CONFIG"] { out += ["--config", absolute(config)] }
+        if let vault = vault ?? environment["COFFER_VAULT"] { out += ["--vault", absolute(vault)] }
+        if let file = passphraseFile ?? environment["COFFER_PASSPHRASE_FILE"] { out += ["--passphrase-file", absolute(file)] }
+        if let file = keyFile ?? environment["COFFER_KEY_FILE"] { out += ["--key-file", absolute(file)] }
+        return out
+    }
+
     /// The environment, where an empty variable counts as unset.
     var environment: [String: String] { ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty } }
 

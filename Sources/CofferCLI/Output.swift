@@ -14,6 +14,9 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as PluginError {
         Terminal.error(error.description)
         throw ExitCode(ExitCodes.pluginFailed)
+    } catch let error as AgentError {
+        Terminal.error(error.description)
+        throw ExitCode(error.exitCode)
     }
 }
 

@@ -1,16 +1,27 @@
 import ArgumentParser
 import CofferAgent
+import CofferPluginProtocol
 import CofferVault
 import Foundation
 
 struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Restore a config-file source's backup through its engine plugin.",
+        abstract: "Restore a source to a point in time through its engine plugin.",
         discussion: """
-        Without --backup, the newest full backup of the source is restored. The plugin is \
-        given the source's options and the target directory; what it writes there is \
-        engine-specific (a PostgreSQL data directory, ...). Point-in-time targets come with \
-        the engines' log support.
+        Without a target the source is restored to the latest point its log reaches. \
+        With --to-time, --to-lsn, --to-xid or --to-name, Coffer picks the newest base backup \
+        from which the target can be reached (on --timeline, default the latest), refuses a \
+        target outside the restorable windows (and names them; exit code 22), writes the \
+        data directory, and configures recovery: restore_command through coffer wal-fetch, \
+        the target, promotion once reached. With --start it starts the server, waits until \
+        recovery is over and reports where it stopped.
+
+        The target directory must be empty or missing, unless --force (its contents are \
+        replaced) or --delta (files that match are kept, the rest rewritten) is given.
+
+        restore_command reopens the vault from the same config, vault and key or \
+        passphrase files as this command; a passphrase given only in COFFER_PASSPHRASE \
+        does not reach it.
         """
     )
 
@@ -19,43 +30,137 @@ struct Restore: ParsableCommand {
     @Option(help: "The source's name in the config file.")
     var source: String
 
-    @Option(help: "The backup id (or a unique prefix); the newest full backup when left out.")
+    @Option(help: "Restore this backup (id or unique prefix) instead of the one Coffer picks.")
     var backup: String?
 
-    @Option(help: "Where the plugin writes what it restores (must be empty or missing).")
+    @Option(help: "Where the plugin writes what it restores.")
     var targetDir: String
+
+    @Option(help: ArgumentHelp("Recover to this time (2026-11-26 19:40:01.123456+00; no zone means UTC).", valueName: "time"))
+    var toTime: String?
+
+    @Option(help: ArgumentHelp("Recover to this PostgreSQL LSN (0/3000060).", valueName: "lsn"))
+    var toLsn: String?
+
+    @Option(help: ArgumentHelp("Recover to the commit of this transaction id.", valueName: "xid"))
+    var toXid: String?
+
+    @Option(help: ArgumentHelp("Recover to this named restore point (pg_create_restore_point).", valueName: "name"))
+    var toName: String?
+
+    @Option(help: ArgumentHelp("The timeline to recover along: a number, or latest.", valueName: "timeline"))
+    var timeline: String?
+
+    @Flag(help: "Start the server, wait for recovery to end, and report the point reached.")
+    var start = false
+
+    @Flag(help: "Update a non-empty target in place: keep matching files, rewrite the rest, remove extras.")
+    var delta = false
+
+    @Flag(help: "Replace the contents of a non-empty target.")
+    var force = false
+
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "A plugin option for this restore, KEY=VALUE; repeatable. postgres: pg.SETTING=VALUE goes to postgresql.auto.conf (pg.port=5433), os_user=USER runs the server.",
+        valueName: "key=value"))
+    var settings: [String] = []
 
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    func validate() throws {
+        guard [toTime, toLsn, toXid, toName].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("give at most one of --to-time, --to-lsn, --to-xid, --to-name")
+        }
+        guard !(delta && force) else { throw ValidationError("--delta and --force exclude each other") }
+        for s in settings where !s.contains("=") { throw ValidationError("--set takes KEY=VALUE, not '\(s)'") }
+    }
+
     func run() throws {
         try reportingErrors {
-            let config = try options.requireConfig()
-            let source = try config.source(source)
-            let vault = try options.open()
-            let id: String
-            if let backup {
-                id = try vault.resolveBackup(backup)
-            } else {
-                guard let newest = try vault.backups(source: source.name).last(where: { $0.manifest.kind == "full" }) else {
-                    throw VaultError.backupNotFound("a full backup of source \(source.name)")
-                }
-                id = newest.id
+            let setup = try SourceJob(options: options, name: source)
+            var target: [String: String] = [:]
+            target["time"] = toTime
+            target["lsn"] = toLsn
+            target["xid"] = toXid
+            target["name"] = toName
+            target["timeline"] = timeline
+
+            let (ids, resolved) = try plan(setup, target: target)
+            var pluginOptions = setup.source.options
+            for s in settings {
+                let kv = s.split(separator: "=", maxSplits: 1)
+                pluginOptions[String(kv[0])] = String(kv[1])
             }
-            let plugin = try PluginProcess(path: try PluginLocator.find(engine: source.engine), timeout: source.pluginTimeout) {
-                Terminal.note("\(source.engine): \($0)")
-            }
-            var pluginOptions = source.options
-            pluginOptions["target_dir"] = targetDir
-            let done = try PluginJob(vault: vault, plugin: plugin, engine: source.engine)
-                .restore(source: source.name, backups: [id], options: pluginOptions, software: "coffer \(Coffer.configuration.version)")
+            pluginOptions["target_dir"] = targetDir.hasPrefix("/") ? targetDir : FileManager.default.currentDirectoryPath + "/" + targetDir
+            if delta { pluginOptions["existing"] = "delta" }
+            if force { pluginOptions["existing"] = "force" }
+            if start { pluginOptions["start"] = "1" }
+            for (key, value) in resolved { pluginOptions["target_" + key] = value }
+            pluginOptions["restore_command"] = restoreCommand(source: setup.source.name)
+            if !secretReachesRecovery { Terminal.note("coffer: warning: the vault passphrase comes from COFFER_PASSPHRASE or a prompt; restore_command will not be able to open the vault (use a passphrase or key file)") }
+
+            let done = try setup.job().restore(source: setup.source.name, backups: ids, options: pluginOptions,
+                                               software: setup.software)
             if json {
-                struct Out: Encodable { let backup: String; let targetDir: String; let positions: [String: String] }
-                try Terminal.printJSON(Out(backup: id, targetDir: targetDir, positions: done.positions))
+                struct Out: Encodable {
+                    let backup: String, targetDir: String, target: [String: String], positions: [String: String]
+                }
+                try Terminal.printJSON(Out(backup: ids[0], targetDir: targetDir, target: resolved, positions: done.positions))
             } else {
-                print("restored backup \(id.prefix(12)) of \(source.name) into \(targetDir)")
+                let what = resolved.filter { $0.key != "timeline" }.map { "\($0.key) \($0.value)" }.first ?? "the latest point"
+                print("restored base backup \(ids[0].prefix(12)) of \(setup.source.name) into \(targetDir), recovering to \(what)"
+                      + (resolved["timeline"].map { " on timeline \($0)" } ?? ""))
                 for (k, v) in done.positions.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+                if !start && setup.source.engine == "postgres" {
+                    print("start the server on it (pg_ctl -D \(targetDir) start): it replays the archived WAL to the target and promotes")
+                }
             }
         }
+    }
+
+    /// The backups to restore (base first) and the target as the plugin resolved it. Engines
+    /// that keep no log chain restore the newest full backup (or --backup) as it is.
+    private func plan(_ setup: SourceJob, target: [String: String]) throws -> ([String], [String: String]) {
+        let planner = try setup.job()
+        try planner.plugin.handshake(engine: setup.source.engine, software: setup.software)
+        guard planner.plugin.hello?.capabilities?.contains("chain") == true else {
+            planner.plugin.waitForExit()
+            guard target.isEmpty else {
+                throw VaultError.invalidArgument("the \(setup.source.engine) plugin has no point-in-time restore")
+            }
+            if let backup { return ([try setup.vault.resolveBackup(backup)], [:]) }
+            guard let newest = try setup.vault.backups(source: setup.source.name).last(where: { $0.manifest.kind == "full" }) else {
+                throw VaultError.backupNotFound("a full backup of source \(setup.source.name)")
+            }
+            return ([newest.id], [:])
+        }
+        let records = try SourceRecords(vault: setup.vault, source: setup.source.name, checkBlobs: false)
+        var candidates = records.records
+        if let backup {
+            // An explicit base: the plugin still checks the target is reachable from it.
+            let id = try setup.vault.resolveBackup(backup)
+            candidates = candidates.filter { $0.manifest.kind == "log" || $0.id == id }
+        }
+        let report = try planner.chain(source: setup.source.name, records: candidates, action: "plan", target: target,
+                                       options: setup.source.options, software: setup.software)
+        if let refusal = report.refusal { throw AgentError.targetUnreachable(refusal) }
+        guard let ids = report.plan, !ids.isEmpty else { throw AgentError.targetUnreachable("the plugin found nothing to restore") }
+        return (ids, report.target ?? target)
+    }
+
+    /// `coffer wal-fetch` with this command's vault options, for recovery's restore_command.
+    private func restoreCommand(source: String) -> String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "coffer"
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        return ([exe, "wal-fetch"] + options.arguments + ["--source", source]).map(quoted).joined(separator: " ") + " %f %p"
+    }
+
+    private var secretReachesRecovery: Bool {
+        let env = options.environment
+        if options.keyFile != nil || options.passphraseFile != nil || env["COFFER_KEY_FILE"] != nil
+            || env["COFFER_PASSPHRASE_FILE"] != nil { return true }
+        if let settings = try? options.configFile()?.vault, settings.keyFile != nil || settings.passphraseFile != nil { return true }
+        return false
     }
 }

@@ -9,6 +9,14 @@ public protocol EnginePlugin: Sendable {
     var capabilities: [String] { get }
     func backup(_ request: BackupRequest, into sink: ArtifactSink) throws -> BackupDone
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone
+    /// Windows, problems and restore plans of a source's chain (engines with a log).
+    func chain(_ request: ChainRequest) throws -> ChainReport
+}
+
+extension EnginePlugin {
+    public func chain(_ request: ChainRequest) throws -> ChainReport {
+        throw ProtocolError.peerFailed("the \(engine) plugin keeps no log chain")
+    }
 }
 
 /// Streams artifacts to the agent.
@@ -54,7 +62,25 @@ public final class ArtifactSource: @unchecked Sendable {
     @discardableResult
     public func fetch(backup: String, name: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         try writer.send(Fetch(backup: backup, name: name))
+        return try receive(name: name, to: sink)
+    }
+
+    /// Streams the log named `log` of the source to `sink`; returns its size, or nil when
+    /// the vault has no such log.
+    public func fetchLog(_ log: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64? {
+        try writer.send(FetchLog(log: log))
+        guard let frame = try reader.next() else { throw ProtocolError.closed }
+        if try Wire.type(of: frame) == "log.missing" { return nil }
+        let begin = try PluginRunner.decodeExpected(ArtifactBegin.self, "artifact.begin", frame)
+        return try receive(begin: begin, name: log, to: sink)
+    }
+
+    private func receive(name: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         let begin = try PluginRunner.expect(ArtifactBegin.self, "artifact.begin", from: reader)
+        return try receive(begin: begin, name: name, to: sink)
+    }
+
+    private func receive(begin: ArtifactBegin, name: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         var size: Int64 = 0
         while let frame = try reader.next() {
             if frame.kind == .data {
@@ -95,6 +121,8 @@ public enum PluginRunner {
                 let request = try Wire.decode(RestoreRequest.self, from: frame)
                 let done = try plugin.restore(request, from: ArtifactSource(reader: reader, writer: writer))
                 try writer.send(done)
+            case "chain":
+                try writer.send(try plugin.chain(try Wire.decode(ChainRequest.self, from: frame)))
             case let other:
                 throw ProtocolError.malformed("unexpected \(other) message")
             }

@@ -201,3 +201,99 @@ public enum Wire {
         }
     }
 }
+
+/// Plugin → agent during a restore: send the log named `log` of the source (a WAL segment,
+/// a binlog file), found by name rather than by backup id. The agent answers with the
+/// artifact, or `log.missing` when the vault has no such log.
+public struct FetchLog: Codable, Sendable, Equatable {
+    public var type = "fetch.log"
+    public var log: String
+
+    public init(log: String) { self.log = log }
+}
+
+public struct LogMissing: Codable, Sendable, Equatable {
+    public var type = "log.missing"
+    public var log: String
+
+    public init(log: String) { self.log = log }
+}
+
+/// Agent → plugin: reason about a source's chain from what the vault records of it (every
+/// backup and log, without their artifacts). `verify` reports windows and problems; `plan`
+/// also picks what a restore to `target` needs, or says why it cannot be done.
+public struct ChainRequest: Codable, Sendable, Equatable {
+    public var type = "chain"
+    public var source: String
+    public var action: String
+    public var backups: [BackupDescription]
+    /// For `plan`: the restore target in the engine's terms (time, lsn, xid, name,
+    /// timeline; empty for the latest point).
+    public var target: [String: String]
+    public var options: [String: String]
+
+    public init(source: String, action: String, backups: [BackupDescription], target: [String: String] = [:],
+                options: [String: String] = [:]) {
+        self.source = source
+        self.action = action
+        self.backups = backups
+        self.target = target
+        self.options = options
+    }
+}
+
+/// Plugin → agent: the answer to a `chain` request.
+public struct ChainReport: Codable, Sendable, Equatable {
+    public var type = "chain.report"
+    public var windows: [RestoreWindow]
+    public var problems: [ChainProblem]
+    /// For `plan`: the backups to restore, base first, and the target as the plugin will
+    /// apply it; nil with `refusal` set when the target cannot be reached.
+    public var plan: [String]?
+    /// The target resolved to the engine's terms (e.g. the timeline "latest" stands for).
+    public var target: [String: String]?
+    public var refusal: String?
+
+    public init(windows: [RestoreWindow], problems: [ChainProblem], plan: [String]? = nil,
+                target: [String: String]? = nil, refusal: String? = nil) {
+        self.windows = windows
+        self.problems = problems
+        self.plan = plan
+        self.target = target
+        self.refusal = refusal
+    }
+}
+
+/// A stretch of one log stream (a PostgreSQL timeline, ...) to any point of which a
+/// restore can go, from a base backup's consistent point to the end of the unbroken log.
+public struct RestoreWindow: Codable, Sendable, Equatable {
+    public var stream: String
+    public var base: String
+    public var fromPosition: String
+    public var toPosition: String
+    /// ISO 8601; nil where the log carries no times.
+    public var fromTime: String?
+    public var toTime: String?
+
+    public init(stream: String, base: String, fromPosition: String, toPosition: String, fromTime: String?, toTime: String?) {
+        self.stream = stream
+        self.base = base
+        self.fromPosition = fromPosition
+        self.toPosition = toPosition
+        self.fromTime = fromTime
+        self.toTime = toTime
+    }
+}
+
+/// Something wrong in a chain: a `missing`, `duplicate`, `corrupt` or `overlap` log, named.
+public struct ChainProblem: Codable, Sendable, Equatable {
+    public var kind: String
+    public var log: String?
+    public var detail: String
+
+    public init(kind: String, log: String?, detail: String) {
+        self.kind = kind
+        self.log = log
+        self.detail = detail
+    }
+}

@@ -5,6 +5,9 @@ public enum ObjectKind: String, Sendable, CaseIterable {
     case packs
     case index
     case manifests
+    /// Named references to log manifests ("which backup holds WAL segment X"), so a log
+    /// is found by its name without reading every manifest.
+    case logs
     case locks
 
     var singular: String {
@@ -14,6 +17,7 @@ public enum ObjectKind: String, Sendable, CaseIterable {
         case .packs: return "pack"
         case .index: return "index file"
         case .manifests: return "manifest"
+        case .logs: return "log reference"
         case .locks: return "lock"
         }
     }

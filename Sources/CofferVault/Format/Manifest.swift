@@ -97,4 +97,9 @@ public struct IDList: Codable, Sendable, Equatable {
 public struct BackupRecord: Sendable {
     public let id: String
     public let manifest: Manifest
+
+    public init(id: String, manifest: Manifest) {
+        self.id = id
+        self.manifest = manifest
+    }
 }

@@ -36,9 +36,11 @@ public final class BackupSession: Sendable {
     }
 
     /// - Parameter compressionLevel: zstd level; 0 stores blobs uncompressed; nil takes the vault's.
-    public init(vault: Vault, compressionLevel: Int? = nil,
+    /// - Parameter dedupe: false skips reading the index (every blob is stored): for small
+    ///   streams that never repeat, such as WAL segments, where reading it would cost more.
+    public init(vault: Vault, compressionLevel: Int? = nil, dedupe: Bool = true,
                 workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
-        try vault.loadIndex()
+        if dedupe { try vault.loadIndex() }
         self.vault = vault
         let level = compressionLevel ?? vault.config.compressionLevel
         self.zstd = level == 0 ? nil : Zstd(level: level)

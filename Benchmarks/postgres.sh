@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# Coffer against pgBackRest and pg_basebackup on the same PostgreSQL 15 cluster, in one run.
+#   full backup, a ~1% change, second backup (coffer: full again, deduplicated;
+#   pgBackRest: incr; pg_basebackup: full again), restore of the second backup (pg_basebackup:
+#   a plain `cp -a`), every restore started and checked against the source, and the latency
+#   of pushing ~20 WAL segments one by one (coffer wal-push against pgbackrest archive-push).
+# Usage (as root): Benchmarks/postgres.sh
+#   SCALE=100        pgbench scale (plus a table of random base64 text of about the same size)
+#   FRESH=1          rebuild the loaded cluster even if one of this scale exists
+#   CHANGE=contiguous|scattered   the ~1% change: the first 1% of rows (default) or every
+#                    100th row (touches most pages)
+#   WAL_SEGMENTS=20  segments for the WAL push latency
+#   PGBACKREST_CIPHER=1  encrypt the pgBackRest repository too (aes-256-cbc; coffer always encrypts)
+#   COFFER_BIN=path  use this coffer (and the coffer-postgres beside it) instead of building
+# Everything lives in bench-work/postgres (the loaded cluster is kept there as a template).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+[ "$(id -u)" -eq 0 ] || { echo "postgres.sh: run as root (PostgreSQL runs as the postgres user)" >&2; exit 1; }
+SCALE=${SCALE:-100}
+FRESH=${FRESH:-0}
+CHANGE=${CHANGE:-contiguous}
+WAL_SEGMENTS=${WAL_SEGMENTS:-20}
+PGBACKREST_CIPHER=${PGBACKREST_CIPHER:-0}
+[[ $SCALE =~ ^[1-9][0-9]*$ ]] || { echo "SCALE must be a positive integer" >&2; exit 2; }
+[[ $CHANGE == contiguous || $CHANGE == scattered ]] || { echo "CHANGE must be contiguous or scattered" >&2; exit 2; }
+export LC_ALL=C
+
+work=$root/bench-work/postgres
+pgbin=/usr/lib/postgresql/15/bin
+sock=$work/sock
+logs=$work/logs
+
+# --- prerequisites and build ---------------------------------------------------------------
+scripts/bootstrap
+command -v pgbackrest >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null; }
+if [ -n "${COFFER_BIN:-}" ]; then
+  coffer=$COFFER_BIN
+else
+  mkdir -p "$root/bench-work"
+  swift build -c release >"$root/bench-work/postgres-build.log" 2>&1 \
+    || { echo "postgres.sh: swift build -c release failed:" >&2; grep -m 20 'error:' "$root/bench-work/postgres-build.log" >&2; exit 1; }
+  tail -1 "$root/bench-work/postgres-build.log"
+  coffer=$root/.build/release/coffer
+fi
+[ -x "$coffer" ] && [ -x "$(dirname "$coffer")/coffer-postgres" ] \
+  || { echo "postgres.sh: $coffer or coffer-postgres beside it is missing" >&2; exit 1; }
+
+mkdir -p "$work"
+chown postgres: "$work"
+# The run uses a copy of the two binaries: a rebuild during the run cannot change them.
+rm -rf "$work/bin"; mkdir -p "$work/bin"
+cp "$coffer" "$(dirname "$coffer")/coffer-postgres" "$work/bin/"
+chmod 755 "$work/bin" "$work/bin/coffer" "$work/bin/coffer-postgres"
+coffer=$work/bin/coffer
+as_pg() { runuser -u postgres -- "$@"; }
+
+# --- helpers -------------------------------------------------------------------------------
+running=()   # data directories of servers this run started
+cleanup() {
+  local d
+  for d in "${running[@]}"; do
+    [ -f "$d/postmaster.pid" ] && as_pg $pgbin/pg_ctl -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+trap 'echo "postgres.sh: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+port_free() {   # nothing listens on TCP and no socket of ours uses it
+  local p=$1
+  ! (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && [ ! -e "$sock/.s.PGSQL.$p" ] && [ ! -e "$sock/.s.PGSQL.$p.lock" ]
+}
+free_port() { local p=$1; while ! port_free $p; do p=$((p + 1)); done; echo $p; }
+
+pg_start() {   # DATADIR PORT LOGNAME [extra -c settings...]
+  local d=$1 p=$2 log=$logs/$3.log; shift 3
+  running+=("$d")
+  as_pg $pgbin/pg_ctl -D "$d" -l "$log" -w -t 600 \
+    -o "-p $p -k $sock -c listen_addresses='' $*" start >/dev/null \
+    || { echo "postgres.sh: server in $d did not start:" >&2; tail -20 "$log" >&2; return 1; }
+}
+pg_stop() { as_pg $pgbin/pg_ctl -D "$1" -m fast -w -t 600 stop >/dev/null; }
+sql_at() { as_pg $pgbin/psql -h "$sock" -p "$1" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
+sql() { sql_at "$port" "$1"; }
+set_archive_command() {   # COMMAND: ALTER SYSTEM + reload, then wait until it is in force
+  sql "ALTER SYSTEM SET archive_command = '$1'" >/dev/null
+  sql "SELECT pg_reload_conf()" >/dev/null
+  local i
+  for i in $(seq 50); do [ "$(sql "SHOW archive_command")" = "$1" ] && return 0; sleep 0.1; done
+  echo "postgres.sh: archive_command did not change to $1" >&2; return 1
+}
+
+du_b() { du -sb "$@" | cut -f1; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+# timed VAR LOGNAME command...: runs the command (output to logs/LOGNAME.log) after a sync,
+# sets VAR to the seconds it took; a failure prints the log's tail and stops the run.
+timed() {
+  local var=$1 log=$logs/$2.log; shift 2
+  sync
+  local t0=$EPOCHREALTIME
+  if ! "$@" >"$log" 2>&1; then
+    echo "postgres.sh: FAILED: $*" >&2; echo "--- $log:" >&2; tail -30 "$log" >&2
+    exit 1
+  fi
+  printf -v "$var" '%s' "$(secs_since "$t0")"
+}
+
+# --- the loaded cluster (kept as a template, copied for each run) --------------------------
+template=$work/template
+recipe="scale $SCALE, loader 3"   # what template.done holds; change "loader N" when load_template changes
+accounts=$((SCALE * 100000))
+random_rows=$((SCALE * 7300))    # 4 rows of ~2 KiB a page, ~15 MiB per scale unit like pgbench's tables
+# 1976 characters of base64 of random bytes (no line breaks): 6 bits of entropy per byte, so
+# zstd gets ~1.35 at best (pgcrypto's gen_random_bytes gives at most 1024 bytes a call).
+random_payload="translate(encode(gen_random_bytes(741) || gen_random_bytes(741), 'base64'), E'\\n', '')"
+
+load_template() {
+  echo "loading a cluster at scale $SCALE into $template (once; FRESH=1 redoes it)" >&2
+  rm -rf "$template" "$work/template.done" "$work/template.scale"
+  as_pg mkdir -p "$template" "$sock" "$logs"
+  as_pg $pgbin/initdb -D "$template" -A trust -U postgres >"$logs/initdb.log"
+  cat >>"$template/postgresql.conf" <<EOF
+
+# Benchmarks/postgres.sh
+wal_level = replica
+archive_mode = on
+archive_command = 'true'        # no-op while loading; each phase sets its own
+max_wal_senders = 4
+shared_buffers = 256MB
+autovacuum = off                # nothing runs behind any tool's back
+EOF
+  local p; p=$(free_port 54500)
+  pg_start "$template" $p load
+  as_pg $pgbin/pgbench -h "$sock" -p $p -U postgres -i -q -s "$SCALE" postgres >"$logs/pgbench-init.log" 2>&1
+  sql_at $p "CREATE EXTENSION pgcrypto" >/dev/null
+  # STORAGE PLAIN: the rows stay in the table's pages, never TOASTed or compressed by PostgreSQL.
+  sql_at $p "CREATE TABLE random_text (id int NOT NULL, payload text NOT NULL);
+             ALTER TABLE random_text ALTER payload SET STORAGE PLAIN" >/dev/null
+  sql_at $p "INSERT INTO random_text SELECT g, $random_payload FROM generate_series(1, $random_rows) g" >/dev/null
+  sql_at $p "VACUUM (FREEZE, ANALYZE)" >/dev/null
+  sql_at $p "CHECKPOINT" >/dev/null
+  pg_stop "$template"
+  echo "$recipe" >"$work/template.done"
+}
+
+# Servers a previous, interrupted run left behind.
+for d in "$template" "$work"/pgdata "$work"/restore-*; do
+  [ -f "$d/postmaster.pid" ] && as_pg $pgbin/pg_ctl -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
+done
+
+# Everything of a previous run, except the template.
+rm -rf "$work"/pgdata "$work"/coffer-* "$work"/pgbackrest-* "$work"/basebackup-* "$work"/restore-* \
+       "$work"/walsrc "$logs" "$sock"
+as_pg mkdir -p "$sock" "$logs"
+
+if [ "$FRESH" = 1 ] || [ "$(cat "$work/template.done" 2>/dev/null)" != "$recipe" ] || [ ! -f "$template/PG_VERSION" ]; then
+  load_template
+else
+  echo "reusing the loaded cluster at scale $SCALE in $template (FRESH=1 to reload)" >&2
+fi
+
+
+data=$work/pgdata
+cp -a "$template" "$data"
+port=$(free_port 54500)
+pg_start "$data" $port source
+# Read every file once so that every tool reads from the page cache.
+find "$data" -type f -exec cat {} + >/dev/null
+
+data_bytes=$(du_b --exclude=pg_wal "$data")
+wal_bytes=$(du_b "$data/pg_wal")
+table_info() {   # TABLE -> "<MiB> MiB, zstd -3 ratio <r>" of its main fork (all segment files)
+  local f bytes files; f=$data/$(sql "SELECT pg_relation_filepath('$1')")
+  files=("$f"); shopt -s nullglob; files+=("$f".[0-9]*); shopt -u nullglob
+  bytes=$(cat "${files[@]}" | wc -c)
+  cat "${files[@]}" | zstd -3 -T0 -c | wc -c \
+    | awk -v b="$bytes" '{ printf "%.1f MiB, zstd -3 ratio %.2f", b / 1048576, b / $1 }'
+}
+accounts_info=$(table_info pgbench_accounts)
+random_info=$(table_info random_text)
+
+# --- coffer setup ----------------------------------------------------------------------------
+conf=$work/coffer.toml
+vault=$work/coffer-vault
+as_pg sh -c "printf '%s\n' 'coffer-bench-passphrase' > '$work/coffer-passphrase'; chmod 600 '$work/coffer-passphrase'"
+cat >"$conf" <<EOF
+[vault]
+path = "$vault"
+passphrase_file = "$work/coffer-passphrase"
+
+[source.bench]
+engine = "postgres"
+connection = "host=$sock port=$port user=postgres dbname=postgres"
+data_directory = "$data"
+EOF
+chmod 644 "$conf"
+as_pg "$coffer" vault init --config "$conf" >"$logs/coffer-init.log" 2>&1 \
+  || { echo "postgres.sh: coffer vault init failed:" >&2; cat "$logs/coffer-init.log" >&2; exit 1; }
+
+wal_push_ok=0
+"$coffer" wal-push --help 2>/dev/null | grep -q '^USAGE: coffer wal-push' && wal_push_ok=1
+
+# --- pgBackRest setup ------------------------------------------------------------------------
+pbconf=$work/pgbackrest.conf
+repo=$work/pgbackrest-repo
+as_pg mkdir -p "$repo" "$work/pgbackrest-log" "$work/pgbackrest-lock" "$work/pgbackrest-spool"
+cat >"$pbconf" <<EOF
+[global]
+repo1-path=$repo
+repo1-retention-full=99
+log-path=$work/pgbackrest-log
+lock-path=$work/pgbackrest-lock
+spool-path=$work/pgbackrest-spool
+log-level-console=warn
+log-level-file=info
+compress-type=zst
+compress-level=1
+process-max=2
+start-fast=y
+EOF
+if [ "$PGBACKREST_CIPHER" = 1 ]; then
+  printf 'repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=coffer-bench-passphrase\n' >>"$pbconf"
+fi
+cat >>"$pbconf" <<EOF
+
+[bench]
+pg1-path=$data
+pg1-socket-path=$sock
+pg1-port=$port
+pg1-user=postgres
+EOF
+chmod 644 "$pbconf"
+pgbr() { as_pg pgbackrest --config="$pbconf" --stanza=bench "$@"; }
+pgbr_archive="pgbackrest --config=$pbconf --stanza=bench archive-push %p"
+
+set_archive_command "$pgbr_archive"
+pgbr stanza-create >"$logs/pgbackrest-stanza-create.log" 2>&1 \
+  || { echo "postgres.sh: pgbackrest stanza-create failed:" >&2; cat "$logs/pgbackrest-stanza-create.log" >&2; exit 1; }
+set_archive_command true
+
+# Each tool runs alone, with a checkpoint just before, so none pays for another's dirty
+# buffers. During coffer's and pg_basebackup's runs archive_command is a no-op; during
+# pgBackRest's it is pgBackRest's archive-push (its backup waits for the WAL to be archived).
+coffer_run() {   # VAR LOGNAME args...
+  sql "CHECKPOINT" >/dev/null
+  timed "$1" "$2" as_pg "$coffer" "${@:3}"
+}
+pgbr_run() {     # VAR LOGNAME args...
+  set_archive_command "$pgbr_archive"
+  sql "CHECKPOINT" >/dev/null
+  timed "$1" "$2" pgbr "${@:3}"
+  set_archive_command true
+}
+basebackup_run() {   # VAR DIR
+  sql "CHECKPOINT" >/dev/null
+  timed "$1" "$(basename "$2")" as_pg $pgbin/pg_basebackup -h "$sock" -p $port -U postgres \
+    -D "$2" -Fp -X stream -c fast
+}
+
+echo "full backups (scale $SCALE, data $(mib $data_bytes) MiB)" >&2
+v0=$(du_b "$vault")
+coffer_run c_full_t coffer-backup-1 backup --source bench --config "$conf"
+v1=$(du_b "$vault")
+r0=$(du_b "$repo")
+pgbr_run p_full_t pgbackrest-backup-full backup --type=full
+r1=$(du_b "$repo")
+basebackup_run b_full_t "$work/basebackup-1"
+b1=$(du_b "$work/basebackup-1")
+
+# --- the ~1% change --------------------------------------------------------------------------
+echo "changing ~1% ($CHANGE)" >&2
+if [ "$CHANGE" = contiguous ]; then
+  acc_where="aid <= $((accounts / 100))"; rnd_where="id <= $((random_rows / 100))"
+else
+  acc_where="aid % 100 = 0"; rnd_where="id % 100 = 0"
+fi
+sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE $acc_where" >/dev/null
+sql "UPDATE random_text SET payload = $random_payload WHERE $rnd_where" >/dev/null
+sql "CHECKPOINT" >/dev/null
+check_query="SELECT (SELECT count(*) || ' ' || sum(abalance) FROM pgbench_accounts) || ' ' ||
+                    (SELECT count(*) || ' ' || sum(hashtext(payload)::bigint) FROM random_text)"
+expected=$(sql "$check_query")
+data2_bytes=$(du_b --exclude=pg_wal "$data")
+
+echo "second backups" >&2
+v1=$(du_b "$vault")
+coffer_run c_second_t coffer-backup-2 backup --source bench --config "$conf"
+v2=$(du_b "$vault")
+r1=$(du_b "$repo")
+pgbr_run p_second_t pgbackrest-backup-incr backup --type=incr
+r2=$(du_b "$repo")
+basebackup_run b_second_t "$work/basebackup-2"
+b2=$(du_b "$work/basebackup-2")
+
+# --- restores ----------------------------------------------------------------------------------
+echo "restores" >&2
+timed c_restore_t coffer-restore as_pg "$coffer" restore --source bench \
+  --target-dir "$work/restore-coffer" --config "$conf"
+as_pg mkdir -m 700 "$work/restore-pgbackrest"
+timed p_restore_t pgbackrest-restore pgbr restore --pg1-path="$work/restore-pgbackrest" \
+  --type=immediate --target-action=promote
+# cp -a, then sync of that file system: the other two write their files durably too.
+timed b_restore_t basebackup-restore as_pg sh -c 'cp -a "$1" "$2" && sync -f "$2"' cp \
+  "$work/basebackup-2" "$work/restore-basebackup"
+
+# Each restore must start and hold what the source held at the second backup.
+vport=$(free_port $((port + 1)))
+verify() {   # NAME DIR
+  local got
+  pg_start "$2" $vport "verify-$1" -c archive_mode=off
+  local i
+  for i in $(seq 600); do   # wait for recovery to end (pgBackRest's restore promotes)
+    [ "$(sql_at $vport "SELECT pg_is_in_recovery()")" = f ] && break; sleep 0.2
+  done
+  got=$(sql_at $vport "$check_query")
+  pg_stop "$2"
+  if [ "$got" != "$expected" ]; then
+    echo "postgres.sh: the $1 restore differs: got '$got', the source had '$expected'" >&2; exit 1
+  fi
+  echo "verified $1 restore: started, $got" >&2
+}
+verify coffer "$work/restore-coffer"
+verify pgbackrest "$work/restore-pgbackrest"
+verify pg_basebackup "$work/restore-basebackup"
+
+# --- WAL push latency --------------------------------------------------------------------------
+# Full segments of mixed WAL (random text inserts and pgbench_accounts updates), archived by
+# a plain cp into walsrc, then pushed one by one by each tool into its own repository.
+echo "WAL push latency ($WAL_SEGMENTS segments)" >&2
+walsrc=$work/walsrc
+as_pg mkdir -p "$walsrc"
+sql "CREATE TABLE wal_gen (payload text)" >/dev/null
+set_archive_command "test ! -f $walsrc/%f && cp %p $walsrc/%f"
+segments() { find "$walsrc" -maxdepth 1 -name '[0-9A-F]*' ! -name '*.*' | sort; }
+step=$((accounts / 50 > 0 ? accounts / 50 : 1))
+for i in $(seq 200); do
+  [ "$(segments | wc -l)" -gt "$WAL_SEGMENTS" ] && break
+  sql "INSERT INTO wal_gen SELECT $random_payload FROM generate_series(1, 2000)" >/dev/null
+  lo=$(( (i * step) % accounts ))
+  sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > $lo AND aid <= $((lo + 20000))" >/dev/null
+  [ $((i % 10)) -eq 0 ] && sql "CHECKPOINT" >/dev/null
+  sleep 0.2
+done
+for i in $(seq 100); do [ "$(segments | wc -l)" -gt "$WAL_SEGMENTS" ] && break; sleep 0.2; done
+set_archive_command true
+mapfile -t segs < <(segments | head -n "$WAL_SEGMENTS")
+[ "${#segs[@]}" -eq "$WAL_SEGMENTS" ] || { echo "postgres.sh: only ${#segs[@]} WAL segments were made" >&2; exit 1; }
+
+push_each() {   # OUTFILE LOGNAME command-before-segment...: ms per segment into OUTFILE
+  local out=$1 log=$logs/$2.log seg t0; shift 2
+  : >"$out"; : >"$log"
+  for seg in "${segs[@]}"; do
+    t0=$EPOCHREALTIME
+    if ! "$@" "$seg" >>"$log" 2>&1; then
+      echo "postgres.sh: FAILED: $* $seg" >&2; tail -20 "$log" >&2; return 1
+    fi
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }' >>"$out"
+  done
+}
+stats() {   # FILE -> "mean p95" (nearest rank)
+  sort -n "$1" | awk '{ v[NR] = $1; s += $1 } END { i = int(NR * 0.95 + 0.999); if (i > NR) i = NR;
+    printf "%.1f %.1f\n", s / NR, v[i] }'
+}
+sync
+push_each "$work/pgbackrest-push.ms" pgbackrest-archive-push pgbr archive-push
+read -r p_push_mean p_push_p95 < <(stats "$work/pgbackrest-push.ms")
+# coffer twice: opening the vault with the config's passphrase (one scrypt derivation a call),
+# and with a key file, into a second vault made for it.
+c_push_mean=n/a; c_push_p95=n/a; k_push_mean=n/a; k_push_p95=n/a
+c_push_note="coffer wal-push: not available"; failed=0
+if [ "$wal_push_ok" = 1 ]; then
+  c_push_note=""
+  if push_each "$work/coffer-push.ms" coffer-wal-push as_pg "$coffer" wal-push --config "$conf" --source bench; then
+    read -r c_push_mean c_push_p95 < <(stats "$work/coffer-push.ms")
+  else
+    c_push_note="coffer wal-push (passphrase): FAILED, see $logs/coffer-wal-push.log"; failed=1
+  fi
+  kvault=$work/coffer-vault-keyfile key=$work/coffer-keyfile
+  if as_pg "$coffer" vault init --vault "$kvault" --key-file "$key" >"$logs/coffer-init-keyfile.log" 2>&1 \
+     && push_each "$work/coffer-push-keyfile.ms" coffer-wal-push-keyfile \
+          as_pg "$coffer" wal-push --config "$conf" --vault "$kvault" --key-file "$key" --source bench; then
+    read -r k_push_mean k_push_p95 < <(stats "$work/coffer-push-keyfile.ms")
+  else
+    c_push_note="${c_push_note:+$c_push_note; }coffer wal-push (key file): FAILED, see $logs/coffer-wal-push-keyfile.log"; failed=1
+  fi
+fi
+
+# --- report ------------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
+c_full=$((v1 - v0)); c_second=$((v2 - v1)); p_full=$((r1 - r0)); p_second=$((r2 - r1))
+if [ -n "${COFFER_BIN:-}" ]; then
+  rev="COFFER_BIN=$COFFER_BIN"
+else
+  rev="git $(git --no-optional-locks rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  [ -n "$(git --no-optional-locks status --porcelain 2>/dev/null)" ] && rev="$rev + uncommitted changes"
+fi
+
+echo
+echo "Coffer vs pgBackRest vs pg_basebackup — PostgreSQL 15, same cluster, same run"
+echo "machine:   $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, $(uname -r)"
+echo "versions:  coffer $("$coffer" --version) ($rev), $(pgbackrest version), $($pgbin/postgres --version)"
+echo "data:      pgbench scale $SCALE: pgbench_accounts $accounts rows ($accounts_info)"
+echo "           random_text: $random_rows rows of base64 of random bytes ($random_info)"
+echo "           data directory $(mib $data_bytes) MiB without pg_wal ($(mib $wal_bytes) MiB pg_wal); $(mib $data2_bytes) MiB after the change"
+echo "change:    $CHANGE: UPDATE pgbench_accounts WHERE $acc_where; new payload for random_text WHERE $rnd_where; CHECKPOINT"
+echo "settings:  coffer: vault defaults (zstd 3, encrypted), plugin block_size 64 KiB;"
+echo "           pgBackRest: zst level 1, process-max 2, start-fast, $([ "$PGBACKREST_CIPHER" = 1 ] && echo "aes-256-cbc" || echo "no encryption")"
+echo
+fmt='%-34s %12s %12s %14s %10s %10s\n'
+printf "$fmt" "" coffer pgbackrest pg_basebackup "c/pgbr" "c/pgbb"
+printf "$fmt" "full backup (s)" "$c_full_t" "$p_full_t" "$b_full_t" "$(ratio $c_full_t $p_full_t)" "$(ratio $c_full_t $b_full_t)"
+printf "$fmt" "full backup size (MiB)" "$(mib $c_full)" "$(mib $p_full)" "$(mib $b1)" "$(ratio $c_full $p_full)" "$(ratio $c_full $b1)"
+printf "$fmt" "second backup (s)" "$c_second_t" "$p_second_t" "$b_second_t" "$(ratio $c_second_t $p_second_t)" "$(ratio $c_second_t $b_second_t)"
+printf "$fmt" "second backup growth (MiB)" "$(mib $c_second)" "$(mib $p_second)" "$(mib $b2)" "$(ratio $c_second $p_second)" "$(ratio $c_second $b2)"
+printf "$fmt" "second growth / data size" "$(pct $c_second $data2_bytes)" "$(pct $p_second $data2_bytes)" "$(pct $b2 $data2_bytes)" "" ""
+printf "$fmt" "restore of the second (s)" "$c_restore_t" "$p_restore_t" "$b_restore_t" "$(ratio $c_restore_t $p_restore_t)" "$(ratio $c_restore_t $b_restore_t)"
+printf "$fmt" "WAL push mean (ms/segment)" "$c_push_mean" "$p_push_mean" "" "$(ratio $c_push_mean $p_push_mean)" ""
+printf "$fmt" "WAL push p95 (ms/segment)" "$c_push_p95" "$p_push_p95" "" "$(ratio $c_push_p95 $p_push_p95)" ""
+printf "$fmt" "  coffer with a key file: mean" "$k_push_mean" "$p_push_mean" "" "$(ratio $k_push_mean $p_push_mean)" ""
+printf "$fmt" "  coffer with a key file: p95" "$k_push_p95" "$p_push_p95" "" "$(ratio $k_push_p95 $p_push_p95)" ""
+echo
+echo "c/pgbr = coffer / pgBackRest, c/pgbb = coffer / pg_basebackup: below 1 means coffer is faster or smaller."
+echo "Sizes: growth of the vault / pgBackRest repository (du -sb, its archived WAL included) and the"
+echo "  size of pg_basebackup's plain-format directory. Second backup: coffer full (deduplicated),"
+echo "  pgBackRest --type=incr (file level), pg_basebackup full again."
+echo "Restores: coffer restore and pgbackrest restore --type=immediate; pg_basebackup's is a plain"
+echo "  'cp -a' of its second backup, then 'sync -f'. Each restored cluster was started on port $vport and gave the"
+echo "  source's count(*), sum(abalance) of pgbench_accounts and count, hash sum of random_text."
+echo "archive_command: a no-op ('true') during coffer's and pg_basebackup's runs, pgBackRest's"
+echo "  archive-push during pgBackRest's (its backup waits for its WAL to be archived); no --no-archive-check."
+echo "WAL push: ${#segs[@]} full 16 MiB segments, one process per segment as archive_command runs it;"
+echo "  coffer opens the vault with the config's passphrase (first rows) and with a key file."
+[ -n "$c_push_note" ] && echo "$c_push_note"
+echo "Logs: $logs"
+[ "$failed" = 0 ] || { echo "postgres.sh: coffer wal-push failed (above)" >&2; exit 1; }

@@ -1,0 +1,106 @@
+import CofferPluginKit
+import Foundation
+
+/// Starts a restored server and waits until archive recovery is over: PostgreSQL removes
+/// recovery.signal when it promotes; a server that stops first (a target it could not
+/// reach, WAL it could not fetch) fails the restore with the end of its log.
+struct RecoveryRun {
+    let dataDirectory: String
+    let options: [String: String]
+
+    var logFile: String { dataDirectory + "/coffer-recovery.log" }
+
+    func startAndWait() throws -> [String: String] {
+        let version = ((try? String(contentsOfFile: dataDirectory + "/PG_VERSION", encoding: .utf8)) ?? "15")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let pgctl = ["/usr/lib/postgresql/\(version)/bin/pg_ctl", "/usr/bin/pg_ctl"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "pg_ctl"
+        var argv = [pgctl, "-D", dataDirectory, "-l", logFile, "-w", "-t", "3600", "start"]
+        if geteuid() == 0 {
+            // PostgreSQL refuses to run as root: hand the directory to its OS user.
+            let user = options["os_user"] ?? "postgres"
+            guard let pw = getpwnam(user) else { throw PostgresError("no OS user \(user) to run the restored server as (os_user)") }
+            try chownTree(dataDirectory, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
+            argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
+        }
+        PluginRunner.log("starting the restored server: \(argv.joined(separator: " "))")
+        let status = try Spawn.run(argv)
+        guard status == 0 else { throw PostgresError("the restored server did not start (pg_ctl status \(status)):\n\(logTail())") }
+        let signal = dataDirectory + "/recovery.signal"
+        var lastNote = Date()
+        while FileManager.default.fileExists(atPath: signal) {
+            guard serverRunning() else {
+                throw PostgresError("the restored server stopped before recovery ended:\n\(logTail())")
+            }
+            if Date().timeIntervalSince(lastNote) > 10 {
+                PluginRunner.log("recovery is still running (\(logLines().last ?? ""))")
+                lastNote = Date()
+            }
+            usleep(100_000)
+        }
+        try? FileManager.default.removeItem(atPath: dataDirectory + "/pg_wal/coffer-prefetch")
+        var result = ["server": "running", "log": logFile]
+        for line in logLines() {
+            if let r = line.range(of: "recovery stopping ") { result["stopped"] = String(line[r.lowerBound...]) }
+            if let r = line.range(of: "last completed transaction was at log time ") { result["last_transaction"] = String(line[r.upperBound...]) }
+            if let r = line.range(of: "selected new timeline ID: ") {
+                result["timeline"] = String(line[r.upperBound...].prefix { $0.isNumber })
+            }
+            if let r = line.range(of: "redo done at ") { result["redo_done"] = String(line[r.upperBound...].prefix { $0 != " " }) }
+        }
+        return result
+    }
+
+    private func logLines() -> [String] {
+        ((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    private func logTail() -> String { logLines().suffix(15).map { "  " + $0 }.joined(separator: "\n") }
+
+    private func serverRunning() -> Bool {
+        guard let pidText = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+              let pid = pidText.split(separator: "\n").first.flatMap({ Int32($0) })
+        else { return false }
+        return kill(pid, 0) == 0
+    }
+
+    private func chownTree(_ path: String, uid: uid_t, gid: gid_t) throws {
+        guard chown(path, uid, gid) == 0 else { throw PostgresError("cannot chown \(path): \(String(cString: strerror(errno)))") }
+        for child in (FileManager.default.enumerator(atPath: path)?.allObjects as? [String]) ?? [] {
+            lchown(path + "/" + child, uid, gid)
+        }
+    }
+}
+
+/// Runs a tool to completion with its output on the plugin's stderr (stdout is the
+/// protocol). posix_spawn and waitpid: Foundation's Process can miss the exit of a tool
+/// that leaves a daemon behind.
+enum Spawn {
+    /// Marks every descriptor above stderr close-on-exec. A server started from here must
+    /// not inherit the plugin's descriptors: the agent learns that the plugin has exited
+    /// when the last holder of one of them closes it, which a postmaster never would.
+    static func closeOnExec() {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            guard let fd = Int32(entry), fd > 2 else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
+    static func run(_ argv: [String]) throws -> Int32 {
+        closeOnExec()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ)
+        guard spawned == 0 else { throw PostgresError("cannot start \(argv[0]): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}
