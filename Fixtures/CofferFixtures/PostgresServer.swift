@@ -40,6 +40,21 @@ public final class PostgresServer: @unchecked Sendable {
         try FixtureProcess.run("/bin/chmod", ["700", restoredDataDirectory])
     }
 
+    /// A server some other program started (a restore with --start) on `dataDirectory`,
+    /// listening on a socket in `socketDirectory`: stopped and that directory removed at the end.
+    public init(adopting dataDirectory: String, socketDirectory: String) {
+        root = socketDirectory
+        self.dataDirectory = dataDirectory
+        running = true
+    }
+
+    /// A directory for sockets or files, owned by the postgres OS user when running as root.
+    public static func scratchDirectory() throws -> String {
+        let path = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-pg.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        if getuid() == 0 { try FixtureProcess.run("/bin/chown", ["postgres:postgres", path]) }
+        return path
+    }
+
     deinit {
         try? stop()
         try? FileManager.default.removeItem(atPath: root)
@@ -101,6 +116,16 @@ public enum FixtureProcess {
     }
 
     public static func output(_ tool: String, _ args: [String]) throws -> String {
+        let result = try capture(tool, args)
+        guard result.status == 0 else {
+            throw FixtureError("\(tool) \(args.joined(separator: " ")) failed (status \(result.status)): \(result.stderr)")
+        }
+        return result.stdout
+    }
+
+    /// Runs a tool to completion and returns its exit status (128 + signal when killed)
+    /// and what it printed.
+    public static func capture(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let scratch = NSTemporaryDirectory() + "coffer-fixture-" + UUID().uuidString
         defer {
             unlink(scratch + ".out")
@@ -122,9 +147,6 @@ public enum FixtureProcess {
         let out = (try? String(contentsOfFile: scratch + ".out", encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: scratch + ".err", encoding: .utf8)) ?? ""
         // WIFEXITED and WEXITSTATUS, which Swift does not import.
-        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
-            throw FixtureError("\(tool) \(args.joined(separator: " ")) failed (status \(status)): \(err)")
-        }
-        return out
+        return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), out, err)
     }
 }

@@ -197,25 +197,21 @@ struct Chain {
         return ChainReport(windows: timelines.flatMap { windows(timeline: $0) }, problems: problems)
     }
 
-    /// Picks the newest base backup from which the target can be reached on its timeline.
+    /// Picks the newest base backup from which the target can be reached on its timeline:
+    /// the one asked for, or else the newest timeline on which the target lies (a restore
+    /// point or a time that only an older timeline reached is still found).
     func plan(target: [String: String]) throws -> ChainReport {
         let report = verify()
-        let timeline: UInt32
+        let timelines: [UInt32]
         switch target["timeline"] ?? "latest" {
         case "latest":
-            guard let newest = timelines.last else { return refuse(report, "the vault holds no backup of this source") }
-            timeline = newest
+            timelines = self.timelines.reversed()
+            guard !timelines.isEmpty else { return refuse(report, "the vault holds no backup of this source") }
         case let text:
             guard let t = UInt32(text) else { throw PostgresError("timeline must be a number or 'latest', not '\(text)'") }
-            timeline = t
-        }
-        let path = path(timeline)
-        let candidates = bases(on: path).reversed()
-        guard !candidates.isEmpty else {
-            return refuse(report, "no base backup lies on timeline \(timeline)'s history, so no point on it can be restored")
+            timelines = [t]
         }
         var resolved = target
-        resolved["timeline"] = String(timeline)
         let description: String
         let fits: (Base, Reach) -> Bool
         if let text = target["time"] {
@@ -239,19 +235,21 @@ struct Chain {
             description = "the latest point"
             fits = { _, _ in true }
         }
-        for base in candidates {
-            let r = reach(from: base, on: path)
-            if fits(base, r) {
+        for timeline in timelines {
+            let path = path(timeline)
+            for base in bases(on: path).reversed() where fits(base, reach(from: base, on: path)) {
                 var plan = report
                 plan.plan = [base.id]
+                resolved["timeline"] = String(timeline)
                 plan.target = resolved
                 return plan
             }
         }
-        let windows = self.windows(timeline: timeline).map {
-            "from \($0.fromTime ?? "?") (\($0.fromPosition)) to \($0.toTime ?? "?") (\($0.toPosition))"
+        let windows = timelines.flatMap { self.windows(timeline: $0) }.map {
+            "on \($0.stream) from \($0.fromTime ?? "?") (\($0.fromPosition)) to \($0.toTime ?? "?") (\($0.toPosition))"
         }
-        var reason = "cannot restore to \(description) on timeline \(timeline): it is outside the restorable window"
+        let on = timelines.count == 1 ? " on timeline \(timelines[0])" : ""
+        var reason = "cannot restore to \(description)\(on): it is outside the restorable window"
         reason += windows.isEmpty ? "s (there are none)" : (windows.count == 1 ? ", " : "s, ") + windows.joined(separator: "; ")
         if target["time"] != nil {
             reason += ". A time target must lie after a base backup became consistent and before the last archived commit (recovery stops at the first commit after it)"

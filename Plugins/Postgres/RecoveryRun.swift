@@ -1,8 +1,8 @@
 import CofferPluginKit
 import Foundation
 
-/// Starts a restored server and waits until archive recovery is over: PostgreSQL removes
-/// recovery.signal when it promotes; a server that stops first (a target it could not
+/// Starts a restored server and waits until archive recovery is over and the server takes
+/// writes (promoted); a server that stops first (a target it could not
 /// reach, WAL it could not fetch) fails the restore with the end of its log.
 struct RecoveryRun {
     let dataDirectory: String
@@ -26,9 +26,8 @@ struct RecoveryRun {
         PluginRunner.log("starting the restored server: \(argv.joined(separator: " "))")
         let status = try Spawn.run(argv)
         guard status == 0 else { throw PostgresError("the restored server did not start (pg_ctl status \(status)):\n\(logTail())") }
-        let signal = dataDirectory + "/recovery.signal"
         var lastNote = Date()
-        while FileManager.default.fileExists(atPath: signal) {
+        while !promoted() {
             guard serverRunning() else {
                 throw PostgresError("the restored server stopped before recovery ended:\n\(logTail())")
             }
@@ -49,6 +48,29 @@ struct RecoveryRun {
             if let r = line.range(of: "redo done at ") { result["redo_done"] = String(line[r.upperBound...].prefix { $0 != " " }) }
         }
         return result
+    }
+
+    /// Recovery is over once the server takes writes: asked over its socket (postmaster.pid
+    /// names it), or, where this user cannot log in, read from pg_control's cluster state.
+    private func promoted() -> Bool {
+        if FileManager.default.fileExists(atPath: dataDirectory + "/recovery.signal") { return false }
+        let pid = ((try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8)) ?? "")
+            .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if pid.count > 4, let connection = try? Connection(
+            "host='\(pid[4])' port=\(pid[3]) dbname=postgres user='\(options["os_user"] ?? "postgres")' connect_timeout=5"),
+           let inRecovery = try? connection.value("SELECT pg_is_in_recovery()") {
+            return inRecovery == "f"
+        }
+        return controlFileState() == RecoveryRun.inProduction
+    }
+
+    /// DBState's DB_IN_PRODUCTION, and where pg_control keeps the state: after the system
+    /// identifier (8 bytes) and two 4-byte version numbers; the same in every release.
+    static let inProduction: Int32 = 6
+
+    private func controlFileState() -> Int32? {
+        guard let data = FileManager.default.contents(atPath: dataDirectory + "/global/pg_control"), data.count >= 20 else { return nil }
+        return data.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: 16, as: Int32.self)) }
     }
 
     private func logLines() -> [String] {

@@ -10,13 +10,16 @@ struct Backups: ParsableCommand {
     @Option(help: "Only backups of this source.")
     var source: String?
 
+    @Flag(help: "Include log backups (archived WAL segments and the like), one per log.")
+    var logs = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func run() throws {
         try reportingErrors {
             let vault = try options.open()
-            let records = try vault.backups(source: source)
+            let records = try vault.backups(source: source).filter { logs || $0.manifest.kind != "log" }
             if json {
                 struct Out: Encodable {
                     let id: String, source: String, engine: String, kind: String, parent: String?, host: String
