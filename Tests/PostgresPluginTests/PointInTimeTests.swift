@@ -182,3 +182,71 @@ final class PointInTimeTests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0, refused.stderr)
     }
 }
+
+/// A plugin killed in the middle of a base backup: the backup fails with the plugin named,
+/// no backup is recorded, PostgreSQL is not left in backup mode, and the next backup works.
+final class KilledBackupTests: XCTestCase {
+    func testPluginKilledMidBackupLeavesNoBackupAndTheNextOneWorks() throws {
+        let cluster = try ArchivingCluster()
+        try cluster.server.sql("""
+            CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL);
+            INSERT INTO ledger SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 1500000) g;
+            """)
+        let backup = Process()
+        backup.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : ArchivingCluster.coffer)
+        backup.arguments = (getuid() == 0 ? ["-u", "postgres", "--", ArchivingCluster.coffer] : [])
+            + ["backup", "--source", "main", "--config", cluster.config]
+        let errors = Pipe()
+        backup.standardError = errors
+        backup.standardOutput = FileHandle.nullDevice
+        try backup.run()
+
+        // Wait (with a deadline) until the plugin runs and the first pack is in the vault.
+        let deadline = Date().addingTimeInterval(120)
+        var plugin: pid_t?
+        while plugin == nil || packs(cluster) == 0 {
+            XCTAssertLessThan(Date(), deadline, "the backup never got going")
+            XCTAssertTrue(backup.isRunning, "the backup ended before it could be interrupted")
+            if Date() > deadline || !backup.isRunning { return }
+            plugin = pluginProcess()
+            usleep(10_000)
+        }
+        kill(plugin!, SIGKILL)
+        backup.waitUntilExit()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(backup.terminationStatus, 20, message)
+        XCTAssertTrue(message.contains("coffer-postgres"), message)
+        XCTAssertEqual(try cluster.run("backups", "--source", "main").contains("full"), false)
+
+        try cluster.run("backup", "--source", "main")
+        let listing = try cluster.run("backups", "--source", "main", "--json")
+        let entries = try JSONSerialization.jsonObject(with: Data(listing.utf8)) as! [[String: Any]]
+        XCTAssertEqual(entries.filter { $0["kind"] as? String == "full" }.count, 1)
+        try cluster.archiveAll()
+        let (restored, _) = try cluster.restore("after-kill", ["--timeline", "1"])
+        XCTAssertEqual(try ArchivingCluster.value(restored, "SELECT count(*) FROM ledger"), "1500000")
+        try restored.stop()
+    }
+
+    private func packs(_ cluster: ArchivingCluster) -> Int {
+        let root = cluster.work + "/vault/packs"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .reduce(0) { $0 + ((try? FileManager.default.contentsOfDirectory(atPath: root + "/" + $1))?.count ?? 0) }
+    }
+
+    /// The coffer-postgres serving `coffer backup` (not one started by archive_command's
+    /// `coffer wal-push`), found by its and its parent's command lines.
+    private func pluginProcess() -> pid_t? {
+        func argv(_ pid: String) -> [String] {
+            (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), argv(entry).first?.hasSuffix("/coffer-postgres") == true,
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let parent = stat.split(separator: ")").last?.split(separator: " ").dropFirst().first
+            else { continue }
+            if argv(String(parent)).contains("backup") { return pid }
+        }
+        return nil
+    }
+}
