@@ -31,6 +31,12 @@ struct BaseBackup {
         }
         let timeline = UInt32(try connection.value("SELECT timeline_id FROM pg_control_checkpoint()"))!
 
+        // Tablespaces (pg_tblspc/OID links to their locations) are read through the links and
+        // stored under pg_tblspc/OID/; their names and locations let a restore put them back
+        // where they were or where it is told.
+        let tablespaces = try connection.query(
+            "SELECT oid::text, spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")
+            .map { $0.map { $0 ?? "" }.joined(separator: "\t") }
         var directories: [String] = []
         try walk("", directories: &directories, sink: sink)
 
@@ -65,7 +71,8 @@ struct BaseBackup {
                         "timeline": String(timeline), "consistent_time": String(consistentTime)],
             metadata: ["server_version_num": version, "wal_segment_size": String(segmentSize),
                        "directories": directories.joined(separator: "\n"), "wal_segments": wal.joined(separator: "\n"),
-                       "started": ISO8601DateFormatter().string(from: started), "mode": "local"])
+                       "started": ISO8601DateFormatter().string(from: started), "mode": "local",
+                       "tablespaces": tablespaces.joined(separator: "\n")])
     }
 
     /// Sends every file under `relative` (depth first, sorted, so repeated backups list the
@@ -84,7 +91,7 @@ struct BaseBackup {
             } else {
                 if relative.isEmpty && BaseBackup.skippedFiles.contains(name) { continue }
                 if name.hasPrefix("pgsql_tmp") { continue }
-                let relation = child.hasPrefix("base/") || child.hasPrefix("global/")
+                let relation = child.hasPrefix("base/") || child.hasPrefix("global/") || child.hasPrefix("pg_tblspc/")
                 try copyFile(child, chunker: relation ? "fixed:\(blockSize)" : "cdc", sink: sink)
             }
         }

@@ -17,7 +17,12 @@ extension Vault {
             return nil
         }
         let id = String(decoding: bytes, as: UTF8.self)
-        let manifest = try readManifest(id: id)
+        let manifest: Manifest
+        do {
+            manifest = try readManifest(id: id)
+        } catch VaultError.missingObject {
+            return nil // the manifest was lost or removed: the log is not in the vault
+        }
         guard manifest.source == source, manifest.positions["log"] == log else {
             throw VaultError.corruptObject(kind: .logs, name: name, reason: "names manifest \(id), which is not log \(log) of \(source)")
         }
