@@ -42,7 +42,9 @@ let package = Package(
         ]),
 
         // Engine plugins: one folder each under Plugins/, one executable each.
-        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ"], path: "Plugins/Postgres"),
+        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ", "CCRC32C"], path: "Plugins/Postgres"),
+        // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
+        .target(name: "CCRC32C"),
 
         // Test peers: a plugin that fails on request; throwaway database servers.
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit", "CofferFixtures"], path: "Fixtures/FaultPlugin"),
@@ -51,7 +53,7 @@ let package = Package(
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferFixtures"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
-        .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres"]),
+        .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
     ],
     swiftLanguageModes: [.v6]
 )

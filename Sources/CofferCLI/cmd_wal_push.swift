@@ -38,17 +38,51 @@ struct WalPush: ParsableCommand {
             guard FileManager.default.fileExists(atPath: absolute) else {
                 throw VaultError.invalidArgument("\(path): no such file")
             }
-            let setup = try SourceJob(options: options, name: source, engine: "postgres")
-            var pluginOptions = setup.source.options
-            pluginOptions["wal_path"] = absolute
             let started = Date()
-            let id = try setup.job().backup(BackupRequest(source: setup.source.name, kind: "log", options: pluginOptions),
-                                            software: setup.software)
+            // As SourceJob, except that the vault is opened while the plugin starts and checks
+            // the file (PluginJob.backup(_:plugin:engine:software:openingVault:)): with a
+            // passphrase that is one scrypt derivation, the longest step of a push. What needs
+            // no key is checked first (a prompt must not race the plugin's log lines); the
+            // vault's own errors (a newer format, a wrong secret) win over the plugin's.
+            let config = try options.requireConfig()
+            let chosen = try Self.source(in: config, named: source)
+            let backend = try options.backend()
+            // Only whether it is a vault: Vault.open reads and checks the config anyway, and
+            // the first date it decodes (ICU's start, ~4 ms) is better spent off this path.
+            guard try backend.exists(.config, "config") else { throw VaultError.notAVault(path: backend.location) }
+            let secret = try options.secret()
+            var pluginOptions = chosen.options
+            pluginOptions["wal_path"] = absolute
+            let plugin = try PluginProcess(path: try PluginLocator.find(engine: chosen.engine), timeout: chosen.pluginTimeout) {
+                Terminal.note("\(chosen.engine): \($0)")
+            }
+            let id = try PluginJob.backup(BackupRequest(source: chosen.name, kind: "log", options: pluginOptions),
+                                          plugin: plugin, engine: chosen.engine,
+                                          software: "coffer \(Coffer.configuration.version)") {
+                try Vault.open(backend: backend, secret: secret)
+            }
             if json {
                 struct Out: Encodable { let id: String; let log: String; let seconds: Double }
                 try Terminal.printJSON(Out(id: id, log: (absolute as NSString).lastPathComponent,
                                            seconds: Date().timeIntervalSince(started)))
             }
         }
+    }
+
+    /// The postgres source named, or the config file's only one (SourceJob's rule).
+    static func source(in config: CofferConfig, named name: String?) throws -> CofferConfig.Source {
+        if let name {
+            let source = try config.source(name)
+            guard source.engine == "postgres" else {
+                throw VaultError.invalidArgument("source \(name) is a \(source.engine) source, not postgres")
+            }
+            return source
+        }
+        let candidates = config.sources.values.filter { $0.engine == "postgres" }
+        guard candidates.count == 1, let only = candidates.first else {
+            throw VaultError.invalidArgument(candidates.isEmpty
+                ? "the config file has no postgres source" : "the config file has several sources: name one with --source")
+        }
+        return only
     }
 }

@@ -107,11 +107,16 @@ public struct RestoreRequest: Codable, Sendable, Equatable {
     public var source: String
     public var backups: [BackupDescription]
     public var options: [String: String]
+    /// Requests the agent answers beyond `fetch` and `fetch.log` (`fetch.many`); absent from
+    /// agents that answer only those, so a plugin knows to fall back.
+    public var capabilities: [String]?
 
-    public init(source: String, backups: [BackupDescription], options: [String: String] = [:]) {
+    public init(source: String, backups: [BackupDescription], options: [String: String] = [:],
+                capabilities: [String]? = nil) {
         self.source = source
         self.backups = backups
         self.options = options
+        self.capabilities = capabilities
     }
 }
 
@@ -152,6 +157,21 @@ public struct Fetch: Codable, Sendable, Equatable {
     public init(backup: String, name: String) {
         self.backup = backup
         self.name = name
+    }
+}
+
+/// Plugin → agent during a restore: send these artifacts of this backup, in this order, each
+/// as for `fetch` (artifact.begin, data, artifact.end). One request for many artifacts spares
+/// a round trip per artifact and lets the agent decode the next ones while it sends one.
+/// Only to agents that list `fetch.many` in `RestoreRequest.capabilities`.
+public struct FetchMany: Codable, Sendable, Equatable {
+    public var type = "fetch.many"
+    public var backup: String
+    public var names: [String]
+
+    public init(backup: String, names: [String]) {
+        self.backup = backup
+        self.names = names
     }
 }
 

@@ -6,16 +6,24 @@ import Foundation
 public struct ArtifactReader: Sendable {
     public let vault: Vault
     private let window: Int
+    private let windowBytes: Int
 
-    public init(vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount) throws {
+    /// - Parameters:
+    ///   - window: at most this many blobs are being fetched and verified ahead of the writer;
+    ///   - windowBytes: and no more are started once their plaintext adds up to this, so
+    ///     memory stays bounded whatever the blob size (one blob may go over it).
+    public init(vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount,
+                windowBytes: Int = 32 << 20) throws {
         try vault.loadIndex()
-        self.init(loadedVault: vault, window: window)
+        self.init(loadedVault: vault, window: window, windowBytes: windowBytes)
     }
 
     /// For callers that loaded the index themselves (the checker, which skips bad files).
-    init(loadedVault vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount) {
+    init(loadedVault vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount,
+         windowBytes: Int = 32 << 20) {
         self.vault = vault
         self.window = max(1, window)
+        self.windowBytes = max(1, windowBytes)
     }
 
     /// The content blob ids of an artifact, in order.
@@ -27,39 +35,101 @@ public struct ArtifactReader: Sendable {
         return try lists.ids.flatMap { IDList.decode(try loadBlob($0, type: .list)) }
     }
 
-    /// Streams the artifact to `sink` in order. Up to `window` blobs are fetched and verified
-    /// ahead on worker threads while the calling thread writes, so output overlaps decoding.
+    /// Streams the artifact to `sink` in order. Blobs are fetched and verified ahead on worker
+    /// threads while the calling thread writes, so output overlaps decoding.
     public func read(_ artifact: Artifact, progress: (@Sendable (Int64) -> Void)? = nil,
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let ids = try contentIDs(artifact)
-        let slots = ReadSlots()
-        let queue = DispatchQueue(label: "coffer.restore", qos: .userInitiated, attributes: .concurrent)
-        func schedule(_ i: Int) {
-            guard i < ids.count else { return }
-            queue.async { slots.fill(i, Result { try loadBlob(ids[i], type: .data) }) }
-        }
-        for i in 0..<min(window, ids.count) { schedule(i) }
         var written: Int64 = 0
-        defer {
-            // On an early exit, let scheduled loads finish before their slots go away.
-            queue.sync(flags: .barrier) {}
-        }
-        for i in 0..<ids.count {
-            let plain = try slots.wait(i).get()
-            schedule(i + window)
+        try read([artifact]) { piece in
+            guard case .data(let plain) = piece else { return }
             try plain.withUnsafeBytes { try sink($0) }
             written += Int64(plain.count)
             progress?(written)
         }
-        guard written == artifact.size else {
-            throw VaultError.corruptObject(kind: .manifests, name: artifact.name,
-                                           reason: "content is \(written) bytes, manifest says \(artifact.size)")
+    }
+
+    /// What `read(_:to:)` hands on for several artifacts, in order: each artifact's `begin`
+    /// (its index in the list), its plaintext blob by blob, and its `end` once its size checked.
+    public enum Piece: Sendable {
+        case begin(Int)
+        case data([UInt8])
+        case end(Int)
+    }
+
+    /// Streams `artifacts` one after another to `sink`. One window of blobs runs across the
+    /// artifact boundaries: while the caller writes one artifact, the next ones are already
+    /// being decoded, which matters when there are thousands of small ones (a data directory).
+    /// An artifact whose content does not add up to its size fails before its `end`.
+    public func read(_ artifacts: [Artifact], to sink: (Piece) throws -> Void) throws {
+        let slots = ReadSlots()
+        let queue = DispatchQueue(label: "coffer.restore", qos: .userInitiated, attributes: .concurrent)
+        defer {
+            // On an early exit, let scheduled loads finish before their slots go away.
+            queue.sync(flags: .barrier) {}
+        }
+        // Content ids of the artifacts the scheduler has reached and the writer not yet finished.
+        var ids: [Int: [BlobID]] = [:]
+        func contentIDs(of a: Int) throws -> [BlobID] {
+            if let known = ids[a] { return known }
+            let found = try self.contentIDs(artifacts[a])
+            ids[a] = found
+            return found
+        }
+        // The scheduler: the next blob to start, and what is started but not yet written.
+        var cursor = (artifact: 0, blob: 0)
+        var scheduled = 0
+        var inFlight: [Int] = []   // plaintext sizes, oldest first
+        var inFlightBytes = 0
+        func fill() throws {
+            while inFlight.count < window, inFlightBytes < windowBytes, cursor.artifact < artifacts.count {
+                let list = try contentIDs(of: cursor.artifact)
+                guard cursor.blob < list.count else {
+                    cursor = (cursor.artifact + 1, 0)
+                    continue
+                }
+                let id = list[cursor.blob]
+                // Past an artifact's last blob at once: the writer drops its ids when done.
+                cursor = cursor.blob + 1 < list.count ? (cursor.artifact, cursor.blob + 1) : (cursor.artifact + 1, 0)
+                let location = vault.index.lookup(id)
+                let size = Int(location?.entry.rawLength ?? 0)
+                inFlight.append(size)
+                inFlightBytes += size
+                let i = scheduled
+                scheduled += 1
+                queue.async { slots.fill(i, Result { try load(id, at: location, type: .data) }) }
+            }
+        }
+
+        var next = 0
+        for a in artifacts.indices {
+            try fill()
+            let list = try contentIDs(of: a)
+            try sink(.begin(a))
+            var written: Int64 = 0
+            for _ in list {
+                let plain = try slots.wait(next).get()
+                next += 1
+                inFlightBytes -= inFlight.removeFirst()
+                try fill()
+                written += Int64(plain.count)
+                try sink(.data(plain))
+            }
+            ids[a] = nil
+            guard written == artifacts[a].size else {
+                throw VaultError.corruptObject(kind: .manifests, name: artifacts[a].name,
+                                               reason: "content is \(written) bytes, manifest says \(artifacts[a].size)")
+            }
+            try sink(.end(a))
         }
     }
 
     /// One blob's plaintext, authenticated and checked against its id.
     public func loadBlob(_ id: BlobID, type: BlobType) throws -> [UInt8] {
-        guard let loc = vault.index.lookup(id) else {
+        try load(id, at: vault.index.lookup(id), type: type)
+    }
+
+    private func load(_ id: BlobID, at location: MasterIndex.Location?, type: BlobType) throws -> [UInt8] {
+        guard let loc = location else {
             throw VaultError.missingObject(kind: .packs, name: "(blob \(id.hex) is in no index)")
         }
         let packName = loc.pack.hex
@@ -71,7 +141,7 @@ public struct ArtifactReader: Sendable {
     }
 }
 
-/// One result slot per blob of an artifact: filled by a worker, taken once by the writer.
+/// One result slot per blob: filled by a worker, taken once by the writer.
 private final class ReadSlots: @unchecked Sendable {
     private let condition = NSCondition()
     private var results: [Int: Result<[UInt8], Error>] = [:]
