@@ -40,6 +40,12 @@ final class PointInTimeTests: XCTestCase {
         // a restored server does; the latest point of timeline 1 is the original's.
         try check(cluster, "latest", ["--timeline", "1"], expected: "true", count: 260)
 
+        // --delta over an earlier restore (its server stopped): only what differs is rewritten,
+        // what the backup lacks (the promoted server's new WAL, its log) goes.
+        let (delta, _) = try cluster.restore("time", ["--to-name", "after-200", "--timeline", "1", "--delta"])
+        XCTAssertEqual(try ArchivingCluster.rows(delta), try ArchivingCluster.rows(source, where: "id <= 200"))
+        try delta.stop()
+
         // Before the base backup was consistent: refused, and the window is stated.
         let early = try cluster.coffer(["restore", "--source", "main", "--target-dir", cluster.work + "/early",
                                         "--to-time", "2001-01-01 00:00:00+00"])
