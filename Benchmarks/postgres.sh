@@ -19,6 +19,7 @@ root=$PWD
 [ "$(id -u)" -eq 0 ] || { echo "postgres.sh: run as root (PostgreSQL runs as the postgres user)" >&2; exit 1; }
 SCALE=${SCALE:-100}
 FRESH=${FRESH:-0}
+COFFER_LEVEL=${COFFER_LEVEL:-1}   # the source's compression_level; pgBackRest runs at zst level 1
 CHANGE=${CHANGE:-contiguous}
 WAL_SEGMENTS=${WAL_SEGMENTS:-20}
 PGBACKREST_CIPHER=${PGBACKREST_CIPHER:-0}
@@ -194,6 +195,7 @@ passphrase_file = "$work/coffer-passphrase"
 engine = "postgres"
 connection = "host=$sock port=$port user=postgres dbname=postgres"
 data_directory = "$data"
+compression_level = $COFFER_LEVEL
 EOF
 chmod 644 "$conf"
 as_pg "$coffer" vault init --config "$conf" >"$logs/coffer-init.log" 2>&1 \
@@ -406,7 +408,7 @@ echo "data:      pgbench scale $SCALE: pgbench_accounts $accounts rows ($account
 echo "           random_text: $random_rows rows of base64 of random bytes ($random_info)"
 echo "           data directory $(mib $data_bytes) MiB without pg_wal ($(mib $wal_bytes) MiB pg_wal); $(mib $data2_bytes) MiB after the change"
 echo "change:    $CHANGE: UPDATE pgbench_accounts WHERE $acc_where; new payload for random_text WHERE $rnd_where; CHECKPOINT"
-echo "settings:  coffer: vault defaults (zstd 3, encrypted), plugin block_size 64 KiB;"
+echo "settings:  coffer: zstd $COFFER_LEVEL (the source's compression_level), encrypted, plugin block_size 64 KiB;"
 echo "           pgBackRest: zst level 1, process-max 2, start-fast, $([ "$PGBACKREST_CIPHER" = 1 ] && echo "aes-256-cbc" || echo "no encryption")"
 echo
 fmt='%-34s %12s %12s %14s %10s %10s\n'

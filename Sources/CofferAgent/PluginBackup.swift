@@ -68,7 +68,17 @@ extension PluginJob {
         // A log (one WAL segment) is unique content: reading the whole index to dedupe it
         // would cost more than it could save on every archive_command call.
         let isLog = request.kind == "log"
-        return try BackupSession(vault: vault, compressionLevel: isLog ? Self.logCompressionLevel(vault) : nil, dedupe: !isLog)
+        // A source may trade space for speed (compression_level = 1, as pgBackRest's
+        // compress-level); otherwise the vault's level.
+        var level: Int?
+        if let text = request.options["compression_level"] {
+            guard let l = Int(text), (0...19).contains(l) else {
+                throw VaultError.invalidArgument("source \(request.source): compression_level must be 0 (none) to 19, not '\(text)'")
+            }
+            level = l
+        }
+        if isLog { level = min(level ?? vault.config.compressionLevel, Self.logCompressionLevel(vault)) }
+        return try BackupSession(vault: vault, compressionLevel: level, dedupe: !isLog)
     }
 
     /// The plugin's side of a backup once it has the request: artifacts until `done`, then
