@@ -45,7 +45,7 @@ struct WalPush: ParsableCommand {
             // no key is checked first (a prompt must not race the plugin's log lines); the
             // vault's own errors (a newer format, a wrong secret) win over the plugin's.
             let config = try options.requireConfig()
-            let chosen = try Self.source(in: config, named: source)
+            let chosen = try SourceJob.source(in: config, named: source, engine: "postgres")
             let backend = try options.backend()
             // Only whether it is a vault: Vault.open reads and checks the config anyway, and
             // the first date it decodes (ICU's start, ~4 ms) is better spent off this path.
@@ -67,22 +67,5 @@ struct WalPush: ParsableCommand {
                                            seconds: Date().timeIntervalSince(started)))
             }
         }
-    }
-
-    /// The postgres source named, or the config file's only one (SourceJob's rule).
-    static func source(in config: CofferConfig, named name: String?) throws -> CofferConfig.Source {
-        if let name {
-            let source = try config.source(name)
-            guard source.engine == "postgres" else {
-                throw VaultError.invalidArgument("source \(name) is a \(source.engine) source, not postgres")
-            }
-            return source
-        }
-        let candidates = config.sources.values.filter { $0.engine == "postgres" }
-        guard candidates.count == 1, let only = candidates.first else {
-            throw VaultError.invalidArgument(candidates.isEmpty
-                ? "the config file has no postgres source" : "the config file has several sources: name one with --source")
-        }
-        return only
     }
 }
