@@ -136,6 +136,8 @@ struct RestoreDataDirectory {
         for (key, value) in options.sorted(by: { $0.key < $1.key }) where key.hasPrefix("pg.") {
             settings.append((String(key.dropFirst(3)), value))
         }
+        // A plain restore (no archive, no target) leaves the configuration as it was backed up.
+        if settings.isEmpty { return }
         let replaced = Set(settings.map(\.0)).union(targets.map(\.1)).union(["restore_command", "recovery_target",
                                                                              "recovery_target_action", "recovery_target_timeline"])
         var lines = existing.split(separator: "\n", omittingEmptySubsequences: false).filter { line in

@@ -16,7 +16,7 @@ struct WALFetch {
             return RestoreDone(positions: ["fetched": log, "from": "prefetch", "size": String(fileSize(path))])
         }
         let temporary = path + ".coffer-partial"
-        guard let size = try fetch(log, to: temporary, from: source) else {
+        guard let size = try fetchLog(log, to: temporary, from: source) else {
             return RestoreDone(positions: ["missing": log])
         }
         guard rename(temporary, path) == 0 else { throw PostgresError("cannot move \(log) to \(path): \(String(cString: strerror(errno)))") }
@@ -57,7 +57,7 @@ struct WALPrefetch {
         for n in (number + 1)...(number + UInt64(max(1, count))) {
             let name = WALFileName.segment(timeline: timeline, number: n, segmentSize: segmentSize)
             if FileManager.default.fileExists(atPath: spool + "/" + name) { continue }
-            guard try fetch(name, to: spool + "/" + name + ".coffer-partial", from: source) != nil else { break }
+            guard try fetchLog(name, to: spool + "/" + name + ".coffer-partial", from: source) != nil else { break }
             guard rename(spool + "/" + name + ".coffer-partial", spool + "/" + name) == 0 else {
                 throw PostgresError("cannot move \(name) into the spool \(spool)")
             }
@@ -69,7 +69,7 @@ struct WALPrefetch {
 
 /// Writes log `log` from the vault to `path`; nil (and nothing left behind) when the vault
 /// does not have it.
-func fetch(_ log: String, to path: String, from source: ArtifactSource) throws -> Int64? {
+func fetchLog(_ log: String, to path: String, from source: ArtifactSource) throws -> Int64? {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     guard fd >= 0 else { throw PostgresError("cannot create \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }

@@ -35,6 +35,15 @@ final class ArchivingCluster {
 
     deinit { try? FileManager.default.removeItem(atPath: work) }
 
+    /// A cluster with an empty `ledger` table and a base backup taken of it: where every
+    /// point-in-time test starts.
+    static func withBackedUpLedger() throws -> ArchivingCluster {
+        let cluster = try ArchivingCluster()
+        try cluster.server.sql("CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL)")
+        try cluster.run("backup", "--source", "main")
+        return cluster
+    }
+
     /// `coffer ARGS --config CONFIG` as the postgres OS user: status and output.
     func coffer(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let argv = [ArchivingCluster.coffer] + args + ["--config", config]
