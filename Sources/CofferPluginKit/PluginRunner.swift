@@ -82,6 +82,7 @@ public final class ArtifactSource: @unchecked Sendable {
     let writer: FrameWriter
     /// Whether the agent answers `fetch.many` (it says so in the restore request).
     let answersMany: Bool
+    private var lastAlive = Date.distantPast
 
     init(reader: FrameReader, writer: FrameWriter, answersMany: Bool = false) {
         self.reader = reader
@@ -157,6 +158,15 @@ public final class ArtifactSource: @unchecked Sendable {
         try handle(i, .begin(size: begin.size))
         let size = try receivePayloads(begin: begin, name: items[i].name) { try handle(i, .data($0)) }
         try handle(i, .end(size: size))
+    }
+
+    /// Tells the agent the plugin is still at work though it fetches nothing (a recovery
+    /// replaying WAL), so that the silence timeout does not fire. At most one message a
+    /// second; call it as often as is convenient, between fetches only.
+    public func alive() throws {
+        guard Date().timeIntervalSince(lastAlive) >= 1 else { return }
+        try writer.send(Alive())
+        lastAlive = Date()
     }
 
     /// Streams the log named `log` of the source to `sink`; returns its size, or nil when
