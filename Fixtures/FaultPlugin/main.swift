@@ -8,7 +8,7 @@ import Foundation
 
 struct FaultPlugin: EnginePlugin {
     let engine = "fault"
-    let capabilities = ["backup.full", "restore", "capture"]
+    let capabilities = ["backup.full", "restore", "capture", "chain"]
 
     /// options: artifacts = "name:size:chunker,...", seed = N, fault = none | crash-after:N |
     /// hang-after:N | garbage-after:N | error-after:N (N bytes into the backup).
@@ -100,6 +100,14 @@ extension FaultPlugin {
             }
             seq += 1
         }
+    }
+}
+
+extension FaultPlugin {
+    /// Reports what it was handed: one window per record, its id in `base`, in order.
+    func chain(_ request: ChainRequest) throws -> ChainReport {
+        ChainReport(windows: request.backups.map { RestoreWindow(stream: $0.kind, base: $0.id, fromPosition: "", toPosition: "", fromTime: nil, toTime: nil) },
+                    problems: [])
     }
 }
 

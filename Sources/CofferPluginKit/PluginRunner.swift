@@ -215,7 +215,14 @@ public enum PluginRunner {
                 throw ProtocolError.malformed("the agent speaks protocol \(hello.protocol), this plugin \(PluginProtocol.version)")
             }
             try writer.send(Hello(software: software, engine: plugin.engine, capabilities: plugin.capabilities))
-            guard let frame = try reader.next() else { exit(0) }
+            guard var frame = try reader.next() else { exit(0) }
+            // A chain request too large for one frame comes with its records before it.
+            var records: [BackupDescription] = []
+            while try Wire.type(of: frame) == "chain.records" {
+                records += try Wire.decode(ChainRecords.self, from: frame).backups
+                guard let next = try reader.next() else { throw ProtocolError.closed }
+                frame = next
+            }
             switch try Wire.type(of: frame) {
             case "backup":
                 let request = try Wire.decode(BackupRequest.self, from: frame)
@@ -230,7 +237,9 @@ public enum PluginRunner {
                 let done = try plugin.restore(request, from: source)
                 try writer.send(done)
             case "chain":
-                try writer.send(try plugin.chain(try Wire.decode(ChainRequest.self, from: frame)))
+                var request = try Wire.decode(ChainRequest.self, from: frame)
+                request.backups = records + request.backups
+                try writer.send(try plugin.chain(request))
             case "capture":
                 let request = try Wire.decode(CaptureRequest.self, from: frame)
                 try plugin.capture(request, into: LogSink(writer: writer, reader: reader))
