@@ -8,7 +8,7 @@ import Foundation
 
 struct FaultPlugin: EnginePlugin {
     let engine = "fault"
-    let capabilities = ["backup.full", "restore", "capture", "chain"]
+    let capabilities = ["backup.full", "restore", "capture"]
 
     /// options: artifacts = "name:size:chunker,...", seed = N, fault = none | crash-after:N |
     /// hang-after:N | garbage-after:N | error-after:N (N bytes into the backup).
@@ -104,7 +104,8 @@ extension FaultPlugin {
 }
 
 extension FaultPlugin {
-    /// Reports what it was handed: one window per record, its id in `base`, in order.
+    /// Reports what it was handed: one window per record, its id in `base`, in order. (Not
+    /// a capability: restores of this engine take the newest full backup.)
     func chain(_ request: ChainRequest) throws -> ChainReport {
         ChainReport(windows: request.backups.map { RestoreWindow(stream: $0.kind, base: $0.id, fromPosition: "", toPosition: "", fromTime: nil, toTime: nil) },
                     problems: [])
