@@ -24,7 +24,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
 
 /// One BSON value. The types the plugin reads or builds have their own case; every other
 /// type is kept as its raw bytes, so a document round-trips unchanged.
-public indirect enum BSON: Equatable, Sendable {
+public indirect enum BSON: Equatable, Sendable, ExpressibleByStringLiteral {
     case double(Double)
     case string(String)
     case document(Document)
@@ -38,6 +38,8 @@ public indirect enum BSON: Equatable, Sendable {
     case timestamp(Timestamp)
     case int64(Int64)
     case other(type: UInt8, [UInt8])
+
+    public init(stringLiteral value: String) { self = .string(value) }
 
     public var document: Document? { if case .document(let d) = self { return d } else { return nil } }
     public var array: [BSON]? { if case .array(let a) = self { return a } else { return nil } }
