@@ -48,7 +48,7 @@ final class MongoVault {
 
     /// The positions of the newest backup of `main` of this kind, from `coffer backups --json`.
     func newestPositions(kind: String = "full") throws -> [String: String] {
-        let out = try run("backups", "--source", "main", "--json")
+        let out = try run("backups", "--source", "main", "--logs", "--json")
         guard let list = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]] else {
             throw FixtureError("coffer backups --json printed no list: \(out)")
         }

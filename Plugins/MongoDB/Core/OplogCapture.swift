@@ -17,6 +17,9 @@ public final class OplogCapture {
     let follow: Bool
     let sliceSeconds: Double
     let sliceBytes: Int
+    /// Option capture_after_gap = "continue": after a gap, capture from the oldest entry the
+    /// oplog still has (the gap stays in the chain, named by verify) instead of failing.
+    let continueAfterGap: Bool
     /// The last entry already stored (the previous slice's last_ts); nil: from the oldest entry.
     var after: Timestamp?
     /// Stops a follow capture (a signal handler sets it).
@@ -29,6 +32,7 @@ public final class OplogCapture {
         self.after = after
         sliceSeconds = Double(options["capture_slice_seconds"] ?? "") ?? 5
         sliceBytes = Int(options["capture_slice_bytes"] ?? "") ?? 16 << 20
+        continueAfterGap = options["capture_after_gap"] == "continue"
         self.stopRequested = stopRequested
     }
 
@@ -48,7 +52,9 @@ public final class OplogCapture {
                 if finished { return }
                 failures = 0
             } catch let error as GapError {
-                throw error
+                guard continueAfterGap, after != nil else { throw error }
+                PluginRunnerLog.log("coffer-mongodb: \(error); capture_after_gap = continue: capturing from the oldest entry, the gap stays in the chain")
+                after = nil
             } catch {
                 // The server went away (a restart): reconnect and resume after the last
                 // stored entry; an unstored slice is read again from the oplog.
