@@ -100,8 +100,10 @@ public final class OplogApplier {
     }
 
     func update(_ ns: Namespace, query: Document, update: BSON, upsert: Bool, session: MongoSession?) throws {
+        // Replayed writes passed validation on the source already.
         try client.command(ns.database, ["update": .string(ns.collection),
-                                         "updates": .array([.document(["q": .document(query), "u": update, "upsert": .bool(upsert)])])],
+                                         "updates": .array([.document(["q": .document(query), "u": update, "upsert": .bool(upsert)])]),
+                                         "bypassDocumentValidation": .bool(true)],
                            session: session)
     }
 
