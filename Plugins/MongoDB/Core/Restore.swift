@@ -17,6 +17,9 @@ public struct Restore {
         guard let uri = options["target_uri"], !uri.isEmpty else {
             throw MongoError("a MongoDB restore needs a target server: --target-uri mongodb://HOST:PORT (or --set target_uri=...)")
         }
+        guard options["existing"] != "delta" else {
+            throw MongoError("--delta is for file-based restores; a MongoDB restore writes into a server (use --force to replace the collections it restores)")
+        }
         guard let base = request.backups.first, base.kind == "full" else { throw MongoError("the restore has no dump to start from") }
         guard let baseStart = base.positions["start_ts"].flatMap(Timestamp.init), let consistent = base.positions["ts"].flatMap(Timestamp.init) else {
             throw MongoError("dump \(base.id.prefix(12)) records no oplog positions")
