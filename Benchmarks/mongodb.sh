@@ -34,13 +34,13 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start_server() { # name -> prints the URI
+start_server() { # name -> sets URI (not in a subshell, so that PIDS keeps the server for cleanup)
   local port; port=$(free_port)
   secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$WORK/$1" --log-level WARNING \
     --oplog-max-entries 10000000 --oplog-retention-seconds 86400 >"$WORK/logs/$1.log" 2>&1 &
   PIDS+=($!)
-  local uri="mongodb://127.0.0.1:$port/?directConnection=true"
-  "$PY" - "$uri" <<'EOF'
+  URI="mongodb://127.0.0.1:$port/?directConnection=true"
+  "$PY" - "$URI" <<'EOF'
 import sys, time, pymongo
 deadline = time.time() + 60
 while True:
@@ -50,11 +50,10 @@ while True:
         if time.time() > deadline: sys.exit("server did not start")
         time.sleep(0.1)
 EOF
-  echo "$uri"
 }
 
-SRC=$(start_server source)
-DST=$(start_server target)
+start_server source; SRC=$URI
+start_server target; DST=$URI
 
 echo "loading ${SIZE_MIB} MiB into $COLLECTIONS collections..." >&2
 "$PY" - "$SRC" "$SIZE_MIB" "$COLLECTIONS" <<'EOF'

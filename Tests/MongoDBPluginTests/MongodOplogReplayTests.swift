@@ -20,6 +20,14 @@ final class MongodOplogReplayTests: XCTestCase {
         applier = OplogApplier(client: client, map: DatabaseMap(options: ["database.app": "app2"]))
     }
 
+    override func tearDownWithError() throws {
+        // XCTest keeps test case objects to the end of the run: stop the server now.
+        applier = nil
+        client = nil
+        try server?.stop()
+        server = nil
+    }
+
     func entry(_ op: String, _ ns: String, _ o: Document, o2: Document? = nil, txn: (Int32, Int64)? = nil) throws -> OplogEntry {
         tick += 1
         var d: Document = ["ts": .timestamp(Timestamp(t: 1_700_000_000, i: tick)), "t": .int64(1), "op": .string(op), "ns": .string(ns), "o": .document(o)]
