@@ -60,13 +60,16 @@ public struct Dump {
         }
 
         // The oplog from the dump's start to now: replayed over the documents it makes them
-        // consistent at its last entry.
-        let end = try Oplog.newest(client)
+        // consistent at its last entry, C. (One query: on SecantusDB every query of the
+        // oplog scans all of it.)
         var entriesCopied = 0
+        var end = start
         try sink.artifact(name: "oplog.bson", chunker: "cdc") { out in
-            let cursor = try client.find("local", "oplog.rs", filter: ["ts": .document(["$gte": .timestamp(start.ts), "$lte": .timestamp(end.ts)])])
+            let cursor = try client.find("local", "oplog.rs", filter: ["ts": .document(["$gte": .timestamp(start.ts)])])
             var first = true
+            var lastRaw: [UInt8] = []
             while try cursor.next({ raw -> Void in
+                lastRaw = Array(raw)
                 if first {
                     let d = try Document(bson: raw)
                     guard d["ts"]?.timestamp == start.ts else {
@@ -78,6 +81,7 @@ public struct Dump {
                 entriesCopied += 1
             }) != nil {}
             if first { throw MongoError("the oplog rolled over during the dump: its entry \(start.ts) is gone") }
+            end = try OplogEntry(Document(bson: lastRaw))
         }
         PluginRunner.log("coffer-mongodb: dump consistent at \(end.ts) (\(entriesCopied) oplog entries during the dump)")
         return BackupDone(

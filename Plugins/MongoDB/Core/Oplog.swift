@@ -19,7 +19,8 @@ public struct OplogEntry: Sendable {
 }
 
 public enum Oplog {
-    /// The newest entry of local.oplog.rs.
+    /// The newest entry of local.oplog.rs. (Not hello's lastWrite: on SecantusDB it runs
+    /// ahead of the newest entry. On SecantusDB any query of the oplog scans all of it.)
     public static func newest(_ client: MongoClient) throws -> OplogEntry {
         try end(client, direction: -1)
     }

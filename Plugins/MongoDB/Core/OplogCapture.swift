@@ -128,6 +128,7 @@ public final class OplogCapture {
                     try cut()
                     return true
                 }
+                try sink.alive()
                 continue
             }
             if !slice.bytes.isEmpty && Date().timeIntervalSince(slice.started) >= sliceSeconds { try cut() }
