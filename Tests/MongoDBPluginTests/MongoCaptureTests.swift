@@ -28,6 +28,8 @@ final class MongoCaptureTests: XCTestCase {
         let afterRestart = try newestTimestamp(c2)
         XCTAssertGreaterThan(afterRestart, beforeRestart, "the oplog goes on after the restart")
         try waitUntil("capture stored \(afterRestart) after the restart", seconds: 120) { capture.capturedThrough() >= afterRestart }
+        XCTAssertEqual(kill(capture.pid, 0), 0, "the same capture process went on")
+        XCTAssertTrue(capture.stderr.contains("capture lost the server"), "it saw the restart: \(capture.stderr)")
         capture.stop()
 
         let verify = try vault.coffer(["verify", "--source", "main"])
@@ -117,6 +119,8 @@ final class BackgroundCoffer {
         }
         return newest
     }
+
+    var stderr: String { (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "" }
 
     func stop() {
         guard !stopped else { return }
