@@ -36,8 +36,10 @@ trap cleanup EXIT
 
 start_server() { # name -> sets URI (not in a subshell, so that PIDS keeps the server for cleanup)
   local port; port=$(free_port)
+  # The default oplog cap (100000 entries): SecantusDB scans the whole oplog for every query
+  # of it (~75 us an entry), and a dump makes two.
   secantusd-py --host 127.0.0.1 --port "$port" --storage-path "$WORK/$1" --log-level WARNING \
-    --oplog-max-entries 10000000 --oplog-retention-seconds 86400 >"$WORK/logs/$1.log" 2>&1 &
+    >"$WORK/logs/$1.log" 2>&1 &
   PIDS+=($!)
   URI="mongodb://127.0.0.1:$port/?directConnection=true"
   "$PY" - "$URI" <<'EOF'
