@@ -19,6 +19,11 @@ struct Restore: ParsableCommand {
         The target directory must be empty or missing, unless --force (its contents are \
         replaced) or --delta (files that match are kept, the rest rewritten) is given.
 
+        MongoDB: the restore writes into a running server (--target-uri), loads the newest \
+        dump before the target and replays the captured oplog to --to-timestamp T:I, \
+        --to-time or the latest captured entry; --set database.OLD=NEW renames a database, \
+        --force drops collections of the same names first (docs/engines/mongodb.md).
+
         restore_command reopens the vault from the same config, vault and key or \
         passphrase files as this command; a passphrase given only in COFFER_PASSPHRASE \
         does not reach it.
