@@ -60,7 +60,7 @@ public final class MongoClient: @unchecked Sendable {
         }
         defer { mongoc_uri_destroy(parsed) }
         guard let c = mongoc_client_new_from_uri_with_error(parsed, &error) else {
-            throw MongoError("cannot connect to \(uri): \(errorText(&error))")
+            throw MongoError("cannot connect to \(MongoClient.redacted(uri)): \(errorText(&error))")
         }
         client = c
         mongoc_client_set_appname(c, "coffer-mongodb")
@@ -68,6 +68,14 @@ public final class MongoClient: @unchecked Sendable {
     }
 
     deinit { mongoc_client_destroy(client) }
+
+    /// The URI without its password, for messages.
+    public static func redacted(_ uri: String) -> String {
+        guard let scheme = uri.range(of: "://"), let at = uri[scheme.upperBound...].firstIndex(of: "@") else { return uri }
+        let user = uri[scheme.upperBound..<at]
+        guard let colon = user.firstIndex(of: ":") else { return uri }
+        return String(uri[..<colon]) + ":***" + String(uri[at...])
+    }
 
     /// Runs a command on `database` and returns the reply; a reply with ok: 0 is an error.
     @discardableResult
