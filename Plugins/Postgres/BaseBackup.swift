@@ -117,12 +117,6 @@ struct BaseBackup {
     }
 
     private func copyFile(_ relative: String, chunker: String, sink: ArtifactSink) throws {
-        guard let handle = FileHandle(forReadingAtPath: dataDirectory + "/" + relative) else { return }
-        defer { try? handle.close() }
-        try sink.artifact(name: "data/" + relative, chunker: chunker) { out in
-            while let block = try handle.read(upToCount: 1 << 20), !block.isEmpty {
-                try block.withUnsafeBytes { try out.write($0) }
-            }
-        }
+        try sink.file(name: "data/" + relative, path: dataDirectory + "/" + relative, chunker: chunker)
     }
 }
