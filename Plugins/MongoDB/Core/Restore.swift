@@ -86,7 +86,7 @@ public struct Restore {
                     batch = InsertBatch(ns: batch.ns)
                 }
             }
-            try inserter.finish()
+            try Restore.keepingAlive(source) { try inserter.finish() }
         } catch {
             inserter.cancel()
             throw error
@@ -101,7 +101,9 @@ public struct Restore {
                 return .document(d)
             }
             if !specs.isEmpty {
-                try client.command(map.map(ns.database), ["createIndexes": .string(ns.collection), "indexes": .array(specs)])
+                try Restore.keepingAlive(source) {
+                    try client.command(map.map(ns.database), ["createIndexes": .string(ns.collection), "indexes": .array(specs)])
+                }
             }
         }
         for (ns, meta) in metas where meta["type"]?.string == "view" {
@@ -160,6 +162,22 @@ public struct Restore {
                 try client.command(db, ["drop": .string(ns.collection)])
             }
         }
+    }
+}
+
+extension Restore {
+    /// Runs `work` on another thread and tells the agent the plugin is alive every few
+    /// seconds meanwhile: an index build on a large collection can outlast plugin_timeout.
+    static func keepingAlive(_ source: ArtifactSource, _ work: @escaping @Sendable () throws -> Void) throws {
+        final class Outcome: @unchecked Sendable { var error: Error? }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            do { try work() } catch { outcome.error = error }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + 5) == .timedOut { try source.alive() }
+        if let error = outcome.error { throw error }
     }
 }
 
