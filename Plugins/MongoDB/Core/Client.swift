@@ -116,7 +116,7 @@ public final class MongoClient: @unchecked Sendable {
             mongoc_collection_destroy(coll)
             throw MongoError("cannot query \(database).\(collection)")
         }
-        return MongoCursor(cursor: cursor, collection: coll, what: "\(database).\(collection)")
+        return MongoCursor(cursor: cursor, collection: coll, client: self, what: "\(database).\(collection)")
     }
 
     /// A cursor over a command's cursor reply (listCollections, listIndexes, aggregate).
@@ -175,14 +175,20 @@ public final class MongoClient: @unchecked Sendable {
         guard let s = mongoc_client_start_session(client, nil, &error) else {
             throw MongoError("cannot start a session: \(errorText(&error))")
         }
-        return MongoSession(session: s)
+        return MongoSession(session: s, client: self)
     }
 }
 
 /// A client session, for transactions.
 public final class MongoSession: @unchecked Sendable {
     let session: OpaquePointer
-    init(session: OpaquePointer) { self.session = session }
+    /// Kept so the client outlives its session: libmongoc's session points into it, and an
+    /// optimized build releases a client right after its last use in Swift.
+    let client: MongoClient
+    init(session: OpaquePointer, client: MongoClient) {
+        self.session = session
+        self.client = client
+    }
     deinit { mongoc_client_session_destroy(session) }
 
     public func startTransaction() throws {
@@ -211,11 +217,15 @@ public final class MongoSession: @unchecked Sendable {
 public final class MongoCursor: @unchecked Sendable {
     let cursor: OpaquePointer
     let collection: OpaquePointer
+    /// Kept so the client outlives the cursor and collection, which point into it (an
+    /// optimized build otherwise frees it after its last use in Swift: a crash in libmongoc).
+    let client: MongoClient
     let what: String
 
-    init(cursor: OpaquePointer, collection: OpaquePointer, what: String) {
+    init(cursor: OpaquePointer, collection: OpaquePointer, client: MongoClient, what: String) {
         self.cursor = cursor
         self.collection = collection
+        self.client = client
         self.what = what
     }
 
