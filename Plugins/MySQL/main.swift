@@ -1,0 +1,33 @@
+// coffer-mysql: the MySQL/MariaDB engine plugin (docs/plugin-protocol.md, docs/engines/mysql.md).
+import CofferPluginKit
+import CofferPluginProtocol
+
+struct MySQLPlugin: EnginePlugin {
+    let engine = "mysql"
+    let capabilities = ["backup.full", "restore"]
+
+    /// Source options: socket or host/port, user, password_file; method = physical
+    /// (mariabackup, default) or logical (parallel dump); see docs/engines/mysql.md.
+    func backup(_ request: BackupRequest, into sink: ArtifactSink) throws -> BackupDone {
+        let settings = try ConnectionSettings(options: request.options)
+        switch request.kind {
+        case "full":
+            switch request.options["method"] ?? "physical" {
+            case "physical": return try PhysicalBackup(options: request.options, settings: settings).run(into: sink)
+            default: throw MySQLError("method must be physical or logical, not '\(request.options["method"] ?? "")'")
+            }
+        default:
+            throw MySQLError("\(request.kind) backups are not implemented (full is)")
+        }
+    }
+
+    func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone {
+        guard let base = request.backups.first else { throw MySQLError("nothing to restore") }
+        switch base.metadata["method"] {
+        case "physical": return try PhysicalRestore(options: request.options).run(base: base, from: source)
+        default: throw MySQLError("backup \(base.id) has an unknown method '\(base.metadata["method"] ?? "")'")
+        }
+    }
+}
+
+PluginRunner.main(MySQLPlugin(), software: "coffer-mysql")
