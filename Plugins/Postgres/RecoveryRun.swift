@@ -9,6 +9,8 @@ struct RecoveryRun {
     /// Tablespace locations, handed to the server's user with the data directory.
     let tablespaces: [String]
     let options: [String: String]
+    /// Called while waiting, to keep the agent from taking a long recovery for a hang.
+    let keepAlive: () throws -> Void
 
     var logFile: String { dataDirectory + "/coffer-recovery.log" }
 
@@ -37,6 +39,7 @@ struct RecoveryRun {
                 PluginRunner.log("recovery is still running (\(logLines().last ?? ""))")
                 lastNote = Date()
             }
+            try keepAlive()
             usleep(100_000)
         }
         try? FileManager.default.removeItem(atPath: dataDirectory + "/pg_wal/coffer-prefetch")

@@ -78,7 +78,8 @@ struct RestoreDataDirectory {
         }
         var positions = ["consistent_lsn": base.positions["stop_lsn"] ?? "", "base": base.id]
         if options["start"] == "1" {
-            positions.merge(try RecoveryRun(dataDirectory: target, tablespaces: tablespaces.entries.map(\.location), options: options).startAndWait()) { $1 }
+            positions.merge(try RecoveryRun(dataDirectory: target, tablespaces: tablespaces.entries.map(\.location), options: options,
+                                             keepAlive: { try source.alive() }).startAndWait()) { $1 }
         }
         return RestoreDone(positions: positions)
     }

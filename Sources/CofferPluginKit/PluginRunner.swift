@@ -11,11 +11,18 @@ public protocol EnginePlugin: Sendable {
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone
     /// Windows, problems and restore plans of a source's chain (engines with a log).
     func chain(_ request: ChainRequest) throws -> ChainReport
+    /// Stores the source's log as it is written, one `sink.commit` per log (capability
+    /// "capture"). Returns, when `request.follow` is false, once all there is is stored.
+    func capture(_ request: CaptureRequest, into sink: LogSink) throws
 }
 
 extension EnginePlugin {
     public func chain(_ request: ChainRequest) throws -> ChainReport {
         throw ProtocolError.peerFailed("the \(engine) plugin keeps no log chain")
+    }
+
+    public func capture(_ request: CaptureRequest, into sink: LogSink) throws {
+        throw ProtocolError.peerFailed("the \(engine) plugin does not capture a log")
     }
 }
 
@@ -75,6 +82,7 @@ public final class ArtifactSource: @unchecked Sendable {
     let writer: FrameWriter
     /// Whether the agent answers `fetch.many` (it says so in the restore request).
     let answersMany: Bool
+    private var lastAlive = Date.distantPast
 
     init(reader: FrameReader, writer: FrameWriter, answersMany: Bool = false) {
         self.reader = reader
@@ -152,6 +160,15 @@ public final class ArtifactSource: @unchecked Sendable {
         try handle(i, .end(size: size))
     }
 
+    /// Tells the agent the plugin is still at work though it fetches nothing (a recovery
+    /// replaying WAL), so that the silence timeout does not fire. At most one message a
+    /// second; call it as often as is convenient, between fetches only.
+    public func alive() throws {
+        guard Date().timeIntervalSince(lastAlive) >= 1 else { return }
+        try writer.send(Alive())
+        lastAlive = Date()
+    }
+
     /// Streams the log named `log` of the source to `sink`; returns its size, or nil when
     /// the vault has no such log.
     public func fetchLog(_ log: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64? {
@@ -214,6 +231,10 @@ public enum PluginRunner {
                 try writer.send(done)
             case "chain":
                 try writer.send(try plugin.chain(try Wire.decode(ChainRequest.self, from: frame)))
+            case "capture":
+                let request = try Wire.decode(CaptureRequest.self, from: frame)
+                try plugin.capture(request, into: LogSink(writer: writer, reader: reader))
+                try writer.send(CaptureDone())
             case let other:
                 throw ProtocolError.malformed("unexpected \(other) message")
             }
