@@ -57,7 +57,7 @@ public final class MariaDBServer: @unchecked Sendable {
         for (k, v) in settings { server[k] = v }
         var text = "[mariadbd]\n"
         for (k, v) in server.sorted(by: { $0.key < $1.key }) { text += v.isEmpty ? "\(k)\n" : "\(k) = \(v)\n" }
-        text += "\n[client]\nsocket = \(socket)\nuser = root\n"
+        text += "\n[client]\nsocket = \(socket)\nuser = root\ndefault-character-set = utf8mb4\n"
         try text.write(toFile: defaultsFile, atomically: true, encoding: .utf8)
     }
 

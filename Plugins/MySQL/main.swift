@@ -14,6 +14,7 @@ struct MySQLPlugin: EnginePlugin {
         case "full":
             switch request.options["method"] ?? "physical" {
             case "physical": return try PhysicalBackup(options: request.options, settings: settings).run(into: sink)
+            case "logical": return try LogicalDump(options: request.options, settings: settings).run(into: sink)
             default: throw MySQLError("method must be physical or logical, not '\(request.options["method"] ?? "")'")
             }
         default:
@@ -25,6 +26,7 @@ struct MySQLPlugin: EnginePlugin {
         guard let base = request.backups.first else { throw MySQLError("nothing to restore") }
         switch base.metadata["method"] {
         case "physical": return try PhysicalRestore(options: request.options).run(base: base, from: source)
+        case "logical": return try LogicalRestore(options: request.options).run(base: base, from: source)
         default: throw MySQLError("backup \(base.id) has an unknown method '\(base.metadata["method"] ?? "")'")
         }
     }
