@@ -4,7 +4,7 @@ import CofferPluginProtocol
 
 struct MySQLPlugin: EnginePlugin {
     let engine = "mysql"
-    let capabilities = ["backup.full", "restore"]
+    let capabilities = ["backup.full", "restore", "capture"]
 
     /// Source options: socket or host/port, user, password_file; method = physical
     /// (mariabackup, default) or logical (parallel dump); see docs/engines/mysql.md.
@@ -20,6 +20,11 @@ struct MySQLPlugin: EnginePlugin {
         default:
             throw MySQLError("\(request.kind) backups are not implemented (full is)")
         }
+    }
+
+    /// Binlog slices, one after another, from right after the vault's last (BinlogCapture).
+    func capture(_ request: CaptureRequest, into sink: LogSink) throws {
+        try BinlogCapture(request: request, settings: try ConnectionSettings(options: request.options), sink: sink).run()
     }
 
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone {
