@@ -10,7 +10,7 @@ import Foundation
 struct LogicalRestore {
     let options: [String: String]
 
-    func run(base: BackupDescription, from source: ArtifactSource) throws -> RestoreDone {
+    func run(base: BackupDescription, logs: [BackupDescription], from source: ArtifactSource) throws -> RestoreDone {
         let settings = try ConnectionSettings(options: options)
         let count = Int(options["restore_connections"] ?? "4") ?? 0
         guard count >= 1, count <= 64 else { throw MySQLError("restore_connections must be 1 to 64") }
@@ -18,6 +18,13 @@ struct LogicalRestore {
         try source.fetch(backup: base.id, name: "schema.json") { schemaBytes += $0 }
         let schema = try JSONDecoder().decode(DumpSchema.self, from: Data(schemaBytes))
         let rename = renames(schema)
+        for old in rename.keys where !schema.databases.contains(where: { $0.name == old }) {
+            throw MySQLError("database.\(old): the dump has no database \(old) (it has \(schema.databases.map(\.name).joined(separator: ", ")))")
+        }
+        // Replay filters the binlog by database, which mariadb-binlog does for one only.
+        if !logs.isEmpty && schema.databases.count != 1 {
+            throw MySQLError("a point-in-time restore of a logical dump needs a dump of one database (option databases); this one has \(schema.databases.count)")
+        }
         let main = try Connection(settings)
         try main.execute("SET SESSION foreign_key_checks = 0")
 
@@ -107,9 +114,16 @@ struct LogicalRestore {
                 left = failed
             }
         }
-        return RestoreDone(positions: ["base": base.id, "binlog_file": base.positions["binlog_file"] ?? "",
+        var replayed: [String: String] = [:]
+        if !logs.isEmpty, let db = schema.databases.first {
+            var replayOptions = options
+            replayOptions["replay_database"] = rename[db.name] ?? db.name
+            replayed = try BinlogReplay(options: replayOptions, base: base, slices: logs)
+                .run(from: source, into: settings, rewrite: rename.filter { $0.key == db.name })
+        }
+        return RestoreDone(positions: replayed.merging(["base": base.id, "binlog_file": base.positions["binlog_file"] ?? "",
                                        "binlog_pos": base.positions["binlog_pos"] ?? "", "gtid": base.positions["gtid"] ?? "",
-                                       "databases": schema.databases.map { rename[$0.name] ?? $0.name }.joined(separator: ",")])
+                                       "databases": schema.databases.map { rename[$0.name] ?? $0.name }.joined(separator: ",")]) { _, new in new })
     }
 
     /// database.OLD=NEW options.

@@ -10,7 +10,7 @@ import Foundation
 struct PhysicalRestore {
     let options: [String: String]
 
-    func run(base: BackupDescription, from source: ArtifactSource) throws -> RestoreDone {
+    func run(base: BackupDescription, logs: [BackupDescription], from source: ArtifactSource) throws -> RestoreDone {
         guard let target = options["target_dir"], !target.isEmpty else { throw MySQLError("restore needs target_dir") }
         try prepareTarget(target)
         let extract = try Subprocess(options["mbstream"] ?? "mbstream", ["-x", "-C", target], stdin: .pipe)
@@ -25,12 +25,22 @@ struct PhysicalRestore {
         }
         let prepare = try Subprocess(options["mariabackup"] ?? "mariabackup", ["--prepare", "--target-dir=\(target)"])
         try prepare.check()
+        var replayed: [String: String] = [:]
+        if !logs.isEmpty {
+            // Point in time: the binlog from the base's position to the target, replayed into
+            // a server started on the restored directory for the purpose.
+            let server = try TemporaryServer(dataDirectory: target, options: options)
+            replayed = try BinlogReplay(options: options, base: base, slices: logs).run(from: source, into: server.settings)
+            try server.stop()
+            for name in ["coffer-replay.pid", "coffer-replay.err"] { try? FileManager.default.removeItem(atPath: target + "/" + name) }
+        }
         if let user = options["os_user"] {
             let chown = try Subprocess("chown", ["-R", "\(user):\(user)", target])
             try chown.check()
         }
         return RestoreDone(positions: ["base": base.id, "binlog_file": base.positions["binlog_file"] ?? "",
-                                       "binlog_pos": base.positions["binlog_pos"] ?? "", "gtid": base.positions["gtid"] ?? ""])
+                                       "binlog_pos": base.positions["binlog_pos"] ?? "", "gtid": base.positions["gtid"] ?? ""]
+                                       .merging(replayed) { _, new in new })
     }
 
     private func prepareTarget(_ target: String) throws {

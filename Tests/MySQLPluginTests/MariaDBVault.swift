@@ -46,7 +46,10 @@ final class MariaDBVault {
     }
 
     @discardableResult
-    func run(_ args: String...) throws -> String {
+    func run(_ args: String...) throws -> String { try run(args) }
+
+    @discardableResult
+    func run(_ args: [String]) throws -> String {
         let r = try coffer(args)
         guard r.status == 0 else { throw FixtureError("coffer \(args.joined(separator: " ")) exited \(r.status): \(r.stderr)") }
         return r.stdout
