@@ -45,7 +45,7 @@ final class MySQLPointInTimeTests: XCTestCase {
         }
         let broken = try vault.coffer(["verify", "--source", "phys"])
         XCTAssertNotEqual(broken.status, 0)
-        XCTAssertTrue(broken.stdout.contains(middle), "verify names \(middle): \(broken.stdout)")
+        XCTAssertTrue(broken.stdout.contains(middle), "verify names \(middle): \(broken.stdout) \(broken.stderr)")
         let refused = try vault.coffer(["restore", "--source", "phys", "--target-dir", vault.work + "/refused", "--to-gtid", gtidC])
         XCTAssertEqual(refused.status, 22, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("restorable windows"), refused.stderr)
