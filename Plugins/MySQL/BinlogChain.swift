@@ -115,8 +115,9 @@ struct BinlogChain {
                     broken = ChainProblem(kind: "missing", log: prev.file,
                                           detail: "binlog \(prev.file) is stored only up to \(prev.end): its end is not in the vault")
                 } else if !BinlogName.follows(s.file, prev.file) {
-                    broken = ChainProblem(kind: "missing", log: BinlogChain.between(prev.file, s.file),
-                                          detail: "binlog after \(prev.file) is missing: the vault's next file is \(s.file)")
+                    let missing = BinlogChain.between(prev.file, s.file)
+                    broken = ChainProblem(kind: "missing", log: missing,
+                                          detail: "binlog \(missing) is missing: the vault has \(prev.file), then \(s.file)")
                 } else if s.start != 0 {
                     broken = ChainProblem(kind: "missing", log: s.file,
                                           detail: "binlog \(s.file): bytes 0 to \(s.start) are not in the vault")
