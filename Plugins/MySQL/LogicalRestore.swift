@@ -117,7 +117,8 @@ struct LogicalRestore {
         var replayed: [String: String] = [:]
         if !logs.isEmpty, let db = schema.databases.first {
             var replayOptions = options
-            replayOptions["replay_database"] = rename[db.name] ?? db.name
+            // MariaDB's mariadb-binlog filters by the name in the binlog, then rewrites it.
+            replayOptions["replay_database"] = db.name
             replayed = try BinlogReplay(options: replayOptions, base: base, slices: logs)
                 .run(from: source, into: settings, rewrite: rename.filter { $0.key == db.name })
         }

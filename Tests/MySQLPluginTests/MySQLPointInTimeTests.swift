@@ -75,3 +75,31 @@ final class MySQLPointInTimeTests: XCTestCase {
         return try MariaDBVault.ledger(server).map { Int($0.split(separator: "|")[0])! }
     }
 }
+
+final class LogicalPointInTimeTests: XCTestCase {
+    /// A logical dump of one database plus the captured binlog, restored under a new name
+    /// into the running server up to a position: exactly the rows committed there.
+    func testLogicalDumpReplaysTheBinlogUnderANewName() throws {
+        let vault = try MariaDBVault(extraSourceOptions: "capture_slice_seconds = \"1\"\ndatabases = \"shop\"")
+        try vault.createLedger()
+        let capture = try vault.startCapture(source: "logi")
+        defer { if capture.isRunning { capture.terminate(); capture.waitUntilExit() } }
+        try vault.insert(1...100)
+        try vault.run("backup", "--source", "logi")
+        try vault.insert(101...200)
+        let status = try vault.server.sql("SHOW MASTER STATUS").split(separator: "\t")
+        let positionA = "\(status[0]):\(status[1].trimmingCharacters(in: .whitespacesAndNewlines))"
+        try vault.server.sql("FLUSH BINARY LOGS")
+        try vault.insert(201...300)
+        try vault.waitUntilCaptured(source: "logi")
+        capture.terminate()
+        capture.waitUntilExit()
+
+        try vault.run("restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--to-position", positionA,
+                      "--set", "database.shop=shop_at_a")
+        XCTAssertEqual(try MariaDBVault.ledger(vault.server, database: "shop_at_a").map { Int($0.split(separator: "|")[0])! }, Array(1...200))
+        try vault.run("restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_latest")
+        XCTAssertEqual(try MariaDBVault.ledger(vault.server, database: "shop_latest").map { Int($0.split(separator: "|")[0])! }, Array(1...300))
+        XCTAssertEqual(try MariaDBVault.ledger(vault.server).count, 300, "the source database is untouched")
+    }
+}
