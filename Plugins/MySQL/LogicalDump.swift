@@ -37,12 +37,36 @@ struct LogicalDump {
                 try c.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 try c.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             }
-            guard let status = try main.query("SHOW MASTER STATUS").first, let file = status[0], let pos = status[1] else {
-                throw MySQLError("SHOW MASTER STATUS returned nothing: the server's binary log is off (log_bin)")
+            if mariadb {
+                // The binlog position of each connection's snapshot (MariaDB keeps it with
+                // the snapshot): they must all be the same, and it is the dump's position.
+                // SHOW MASTER STATUS under BLOCK_COMMIT was seen to lag commits already
+                // visible to the snapshot.
+                var seen: Set<String> = []
+                for c in connections {
+                    let status = Dictionary(try c.query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'").compactMap { row in
+                        row[0].map { ($0.lowercased(), row[1] ?? "") } }, uniquingKeysWith: { a, _ in a })
+                    guard let file = status["binlog_snapshot_file"], !file.isEmpty, let pos = status["binlog_snapshot_position"] else {
+                        throw MySQLError("the server reports no binlog snapshot position: its binary log is off (log_bin)")
+                    }
+                    seen.insert("\(file):\(pos)")
+                    positions["binlog_file"] = file
+                    positions["binlog_pos"] = pos
+                }
+                guard seen.count == 1 else {
+                    throw MySQLError("the dump's connections got different snapshots (\(seen.sorted().joined(separator: ", "))); nothing is recorded")
+                }
+                positions["gtid"] = try main.value("SELECT BINLOG_GTID_POS(\(main.literal(positions["binlog_file"]!)), \(positions["binlog_pos"]!))") ?? ""
+            } else {
+                // FLUSH TABLES WITH READ LOCK waits for commits to finish, so here the
+                // binlog position and the executed GTIDs match the snapshots.
+                guard let status = try main.query("SHOW MASTER STATUS").first, let file = status[0], let pos = status[1] else {
+                    throw MySQLError("SHOW MASTER STATUS returned nothing: the server's binary log is off (log_bin)")
+                }
+                positions["binlog_file"] = file
+                positions["binlog_pos"] = pos
+                positions["gtid"] = try main.value("SELECT @@gtid_executed") ?? ""
             }
-            positions["binlog_file"] = file
-            positions["binlog_pos"] = pos
-            positions["gtid"] = try main.value(mariadb ? "SELECT @@gtid_binlog_pos" : "SELECT @@gtid_executed") ?? ""
             positions["consistent_time"] = String(Int64(Date().timeIntervalSince1970 * 1_000_000))
             schema = try readSchema(main)
         } catch {

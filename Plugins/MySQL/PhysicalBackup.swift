@@ -29,6 +29,10 @@ struct PhysicalBackup {
         let child = try Subprocess(tool, args, stdout: .pipe)
         var stopped = false
         defer { if !stopped { child.terminate(); _ = child.wait() } }
+        // mariabackup's log goes on to the agent as it is written (the agent quotes the
+        // last lines of a failed job), but for its line per file: a stall says where.
+        let relay = LogRelay(path: child.stderrPath, prefix: "mariabackup: ")
+        defer { relay.stop() }
         let started = Date()
         try sink.artifact(name: "mariabackup.xbstream", chunker: "cdc") { out in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -52,6 +56,49 @@ struct PhysicalBackup {
             metadata: ["method": "physical", "server_version": version, "data_directory": dataDirectory,
                        "started": ISO8601DateFormatter().string(from: started),
                        "server_id": try connection.value("SELECT @@server_id") ?? ""])
+    }
+}
+
+/// Copies lines appended to a file to the plugin's stderr, once a second, until stopped.
+final class LogRelay: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = true
+    private let done = DispatchSemaphore(value: 0)
+
+    init(path: String, prefix: String) {
+        Thread { [self] in
+            var offset: UInt64 = 0
+            var partial = ""
+            while true {
+                lock.lock()
+                let go = running
+                lock.unlock()
+                if let h = FileHandle(forReadingAtPath: path) {
+                    h.seek(toFileOffset: offset)
+                    let data = h.readDataToEndOfFile()
+                    try? h.close()
+                    offset += UInt64(data.count)
+                    partial += String(decoding: data, as: UTF8.self)
+                    while let nl = partial.firstIndex(of: "\n") {
+                        let line = partial[..<nl]
+                        // One line per file copied would drown the rest.
+                        if !line.contains("Streaming") && !line.contains("...done") { PluginRunner.log(prefix + line) }
+                        partial = String(partial[partial.index(after: nl)...])
+                    }
+                }
+                if !go { break }
+                Thread.sleep(forTimeInterval: 1)
+            }
+            done.signal()
+        }.start()
+    }
+
+    func stop() {
+        lock.lock()
+        let was = running
+        running = false
+        lock.unlock()
+        if was { done.wait() }
     }
 }
 

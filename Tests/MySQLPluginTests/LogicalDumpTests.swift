@@ -18,7 +18,7 @@ final class LogicalDumpTests: XCTestCase {
               (2, NULL, -0.0, '1970-01-01 00:00:01', b'0', 'null', '', '', NULL, '', NULL);
             CREATE VIEW recent AS SELECT id, note FROM ledger WHERE id > 10;
             """, database: "shop")
-        let load = try LedgerLoad(vault.server, from: 1, count: 10_000_000)
+        let load = try LedgerLoad(vault.server, from: 1, count: 400_000)
         try load.waitForRows(3000)
         let backup: (id: String, positions: [String: String])
         do { backup = try vault.backup("logi") } catch { load.stop(); throw error }

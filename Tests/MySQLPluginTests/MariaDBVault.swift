@@ -119,17 +119,24 @@ final class LedgerLoad {
     let process = Process()
     let server: MariaDBServer
     let errorPath: String
+    let scriptPath: String
 
+    /// Statements sent one by one by the client, as an application would: a compound
+    /// statement looping in the server was seen to stall mariabackup's BACKUP STAGE.
     init(_ server: MariaDBServer, from first: Int, count: Int) throws {
+        let script = NSTemporaryDirectory() + "coffer-load-" + UUID().uuidString + ".sql"
+        var text = ""
+        text.reserveCapacity(count * 120)
+        for i in first..<(first + count) {
+            let note = "row \(i) " + String(repeating: Character(UnicodeScalar(UInt8(65 + i % 26))), count: i % 150)
+            let blob = i % 3 == 0 ? "NULL" : "UNHEX(SHA2(\(i), 256))"
+            text += "INSERT INTO ledger VALUES (\(i), '\(note)', \(blob));\n"
+        }
+        try text.write(toFile: script, atomically: false, encoding: .utf8)
+        scriptPath = script
         process.executableURL = URL(fileURLWithPath: "/usr/bin/mariadb")
-        process.arguments = ["--defaults-file=\(server.defaultsFile)", "--delimiter=$$", "shop", "-e", """
-            BEGIN NOT ATOMIC
-              FOR i IN \(first)..\(first + count - 1) DO
-                INSERT INTO ledger VALUES (i, CONCAT('row ', i, ' ', REPEAT(CHAR(65 + i % 26), i % 150)),
-                                           IF(i % 3 = 0, NULL, UNHEX(SHA2(i, 256))));
-              END FOR;
-            END
-            """]
+        process.arguments = ["--defaults-file=\(server.defaultsFile)", "shop"]
+        process.standardInput = FileHandle(forReadingAtPath: script)
         process.standardOutput = FileHandle.nullDevice
         errorPath = NSTemporaryDirectory() + "coffer-load-" + UUID().uuidString
         _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
@@ -155,5 +162,6 @@ final class LedgerLoad {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         unlink(errorPath)
+        unlink(scriptPath)
     }
 }

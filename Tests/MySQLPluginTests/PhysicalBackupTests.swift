@@ -9,7 +9,7 @@ final class PhysicalBackupTests: XCTestCase {
         let vault = try MariaDBVault()
         try vault.createLedger()
         try vault.server.sql("INSERT INTO ledger VALUES (0, 'seed', NULL)", database: "shop")
-        let load = try LedgerLoad(vault.server, from: 1, count: 10_000_000)
+        let load = try LedgerLoad(vault.server, from: 1, count: 400_000)
         try load.waitForRows(2000)
         let backup: (id: String, positions: [String: String])
         do {
