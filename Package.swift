@@ -48,6 +48,11 @@ let package = Package(
         // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
         .target(name: "CCRC32C"),
         .executableTarget(name: "coffer-mysql", dependencies: ["CofferPluginKit", "CMariaDB"], path: "Plugins/MySQL"),
+        // MongoDB: libmongoc and libbson; the engine logic is a library so tests reach it.
+        .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0",
+                       providers: [.apt(["libmongoc-dev", "libbson-dev"])]),
+        .target(name: "CofferMongoDB", dependencies: ["CofferPluginKit", "CMongoC"], path: "Plugins/MongoDB/Core"),
+        .executableTarget(name: "coffer-mongodb", dependencies: ["CofferMongoDB", "CofferPluginKit"], path: "Plugins/MongoDB/Plugin"),
 
         // Test peers: a plugin that fails on request; throwaway database servers.
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit", "CofferFixtures"], path: "Fixtures/FaultPlugin"),
@@ -58,6 +63,7 @@ let package = Package(
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
         .testTarget(name: "MySQLPluginTests", dependencies: ["CofferFixtures", "coffer-mysql", "coffer"]),
+        .testTarget(name: "MongoDBPluginTests", dependencies: ["CofferMongoDB", "CofferFixtures", "coffer-mongodb", "coffer"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -103,6 +103,15 @@ extension FaultPlugin {
     }
 }
 
+extension FaultPlugin {
+    /// Reports what it was handed: one window per record, its id in `base`, in order. (Not
+    /// a capability: restores of this engine take the newest full backup.)
+    func chain(_ request: ChainRequest) throws -> ChainReport {
+        ChainReport(windows: request.backups.map { RestoreWindow(stream: $0.kind, base: $0.id, fromPosition: "", toPosition: "", fromTime: nil, toTime: nil) },
+                    problems: [])
+    }
+}
+
 enum FaultError: Error, CustomStringConvertible {
     case injected
     case cannotWrite(String)

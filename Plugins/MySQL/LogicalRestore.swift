@@ -11,6 +11,10 @@ struct LogicalRestore {
     let options: [String: String]
 
     func run(base: BackupDescription, logs: [BackupDescription], from source: ArtifactSource) throws -> RestoreDone {
+        // Never fall back to the source's server when told another one in a form not read here.
+        if let uri = options["target_uri"] {
+            throw MySQLError("the mysql plugin does not read --target-uri (\(uri)); name the server with --set socket=PATH or --set host=H --set port=P (default: the source's server)")
+        }
         let settings = try ConnectionSettings(options: options)
         let count = Int(options["restore_connections"] ?? "4") ?? 0
         guard count >= 1, count <= 64 else { throw MySQLError("restore_connections must be 1 to 64") }

@@ -38,7 +38,8 @@ struct BaseBackup {
             "SELECT oid::text, spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")
             .map { $0.map { $0 ?? "" }.joined(separator: "\t") }
         var directories: [String] = []
-        try walk("", directories: &directories, sink: sink)
+        var manifest = BackupManifest()
+        try walk("", directories: &directories, manifest: &manifest, sink: sink)
 
         let stop = try connection.query("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)")
         guard let row = stop.first, let stopText = row[0], let stopLSN = LSN(stopText), let label = row[1] else {
@@ -47,9 +48,9 @@ struct BaseBackup {
         // Every commit before the stop LSN happened before now: the earliest time a
         // point-in-time restore from this backup can target.
         let consistentTime = PGTime.micros(Date())
-        try sink.artifact(name: "data/backup_label", chunker: "whole") { try $0.write(Array(label.utf8)) }
+        try sendContent("backup_label", Array(label.utf8), manifest: &manifest, sink: sink)
         if let map = row[2], !map.isEmpty {
-            try sink.artifact(name: "data/tablespace_map", chunker: "whole") { try $0.write(Array(map.utf8)) }
+            try sendContent("tablespace_map", Array(map.utf8), manifest: &manifest, sink: sink)
         }
 
         // The WAL from the start to the stop position makes the copy consistent; it is still
@@ -65,6 +66,9 @@ struct BaseBackup {
             try copySegment(name, keepFrom: name == first ? start : nil, keepTo: name == last ? stopLSN : nil,
                             segmentSize: segmentSize, sink: sink)
         }
+        // PostgreSQL's own manifest of the same files, so pg_verifybackup can check a restore.
+        let manifestText = manifest.text(timeline: timeline, start: start, stop: stopLSN)
+        try sink.artifact(name: "data/backup_manifest", chunker: "cdc") { try $0.write(manifestText) }
 
         return BackupDone(
             positions: ["start_lsn": start.description, "stop_lsn": stopLSN.description, "consistent_lsn": stopLSN.description,
@@ -77,7 +81,7 @@ struct BaseBackup {
 
     /// Sends every file under `relative` (depth first, sorted, so repeated backups list the
     /// same order); records directories so empty ones are recreated.
-    private func walk(_ relative: String, directories: inout [String], sink: ArtifactSink) throws {
+    private func walk(_ relative: String, directories: inout [String], manifest: inout BackupManifest, sink: ArtifactSink) throws {
         let path = relative.isEmpty ? dataDirectory : dataDirectory + "/" + relative
         for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
             let child = relative.isEmpty ? name : relative + "/" + name
@@ -87,24 +91,31 @@ struct BaseBackup {
             if isDir.boolValue {
                 directories.append(child)
                 if relative.isEmpty && BaseBackup.skippedContents.contains(name) { continue }
-                try walk(child, directories: &directories, sink: sink)
+                try walk(child, directories: &directories, manifest: &manifest, sink: sink)
             } else {
                 if relative.isEmpty && BaseBackup.skippedFiles.contains(name) { continue }
                 if name.hasPrefix("pgsql_tmp") { continue }
                 let relation = child.hasPrefix("base/") || child.hasPrefix("global/") || child.hasPrefix("pg_tblspc/")
-                try copyFile(child, chunker: relation ? "fixed:\(blockSize)" : "cdc", sink: sink)
+                try copyFile(child, chunker: relation ? "fixed:\(blockSize)" : "cdc", manifest: &manifest, sink: sink)
             }
         }
     }
 
-    /// Sends a WAL segment with what recovery never reads zeroed: the pages between the
-    /// segment's first page (read to check its header) and the backup's start, and the pages
-    /// after its stop. Recycled segments hold old WAL there, which would not compress.
+    /// Sends a WAL segment from pg_wal, trimmed (BaseBackup.trimSegment).
     private func copySegment(_ name: String, keepFrom: LSN?, keepTo: LSN?, segmentSize: UInt64, sink: ArtifactSink) throws {
         guard var bytes = FileManager.default.contents(atPath: dataDirectory + "/pg_wal/" + name).map(Array.init),
               bytes.count == Int(segmentSize)
         else { throw PostgresError("WAL segment \(name) is missing or not \(segmentSize) bytes") }
+        BaseBackup.trimSegment(&bytes, keepFrom: keepFrom, keepTo: keepTo)
+        try sink.artifact(name: "data/pg_wal/" + name, chunker: "whole") { try $0.write(bytes) }
+    }
+
+    /// Zeroes what recovery never reads of a backup's WAL segment: the pages between the
+    /// segment's first page (read to check its header) and the backup's start, and the pages
+    /// after its stop. Recycled segments hold old WAL there, which would not compress.
+    static func trimSegment(_ bytes: inout [UInt8], keepFrom: LSN?, keepTo: LSN?) {
         let page = 8192
+        let segmentSize = UInt64(bytes.count)
         if let keepFrom {
             let startPage = Int(keepFrom.value % segmentSize) / page * page
             if startPage > page { bytes.replaceSubrange(page..<startPage, with: repeatElement(0, count: startPage - page)) }
@@ -113,16 +124,30 @@ struct BaseBackup {
             let end = (Int(keepTo.value % segmentSize) + page - 1) / page * page
             if end > 0 && end < bytes.count { bytes.replaceSubrange(end..., with: repeatElement(0, count: bytes.count - end)) }
         }
-        try sink.artifact(name: "data/pg_wal/" + name, chunker: "whole") { try $0.write(bytes) }
     }
 
-    private func copyFile(_ relative: String, chunker: String, sink: ArtifactSink) throws {
-        guard let handle = FileHandle(forReadingAtPath: dataDirectory + "/" + relative) else { return }
-        defer { try? handle.close() }
-        try sink.artifact(name: "data/" + relative, chunker: chunker) { out in
-            while let block = try handle.read(upToCount: 1 << 20), !block.isEmpty {
-                try block.withUnsafeBytes { try out.write($0) }
-            }
+    /// Sends one file and adds it to the manifest with the size and CRC-32C of exactly the
+    /// bytes sent (a file being written meanwhile is recorded as it was read; WAL replay
+    /// repairs it, and the restored copy holds those same bytes).
+    private func copyFile(_ relative: String, chunker: String, manifest: inout BackupManifest, sink: ArtifactSink) throws {
+        let path = dataDirectory + "/" + relative
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT { return }  // dropped since the listing
+            throw PostgresError("cannot stat \(relative): \(String(cString: strerror(errno)))")
         }
+        var checksum = FileChecksum()
+        guard try sink.file(name: "data/" + relative, path: path, chunker: chunker, observe: { checksum.update($0) }) else { return }
+        manifest.add(.init(path: relative, size: checksum.size, modified: Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec)),
+                           crc: checksum.value))
+    }
+
+    /// A file made by the backup itself (backup_label, tablespace_map), dated now as the
+    /// server dates them.
+    private func sendContent(_ relative: String, _ bytes: [UInt8], manifest: inout BackupManifest, sink: ArtifactSink) throws {
+        try sink.artifact(name: "data/" + relative, chunker: "whole") { try $0.write(bytes) }
+        var checksum = FileChecksum()
+        bytes.withUnsafeBytes { checksum.update($0) }
+        manifest.add(.init(path: relative, size: checksum.size, modified: Date(), crc: checksum.value))
     }
 }

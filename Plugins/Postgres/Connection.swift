@@ -3,10 +3,31 @@ import CLibPQ
 
 /// A libpq connection, just enough for the backup functions: simple queries returning text.
 final class Connection {
-    private let conn: OpaquePointer
+    let conn: OpaquePointer
+    /// A walsender connection (`replication=database`): replication commands such as
+    /// BASE_BACKUP, and SQL through the simple query protocol only.
+    let replication: Bool
 
-    init(_ conninfo: String) throws {
-        guard let c = PQconnectdb(conninfo) else { throw PostgresError("libpq could not allocate a connection") }
+    /// - Parameter replication: open a replication connection (remote mode's BASE_BACKUP).
+    init(_ conninfo: String, replication: Bool = false) throws {
+        self.replication = replication
+        // The conninfo goes in as dbname with expand_dbname, so a key=value string and a URI
+        // both work, and the replication key added after it wins.
+        let keys = replication ? ["dbname", "replication"] : ["dbname"]
+        let values = replication ? [conninfo, "database"] : [conninfo]
+        let cKeys = keys.map { strdup($0) } + [nil]
+        let cValues = values.map { strdup($0) } + [nil]
+        defer { (cKeys + cValues).forEach { free($0) } }
+        let connection = cKeys.withUnsafeBufferPointer { k in
+            cValues.withUnsafeBufferPointer { v in
+                k.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: k.count) { kp in
+                    v.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: v.count) { vp in
+                        PQconnectdbParams(kp, vp, 1)
+                    }
+                }
+            }
+        }
+        guard let c = connection else { throw PostgresError("libpq could not allocate a connection") }
         guard PQstatus(c) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(c))
             PQfinish(c)
@@ -22,7 +43,8 @@ final class Connection {
     func query(_ sql: String, _ params: [String] = []) throws -> [[String?]] {
         let cParams = params.map { strdup($0) }
         defer { cParams.forEach { free($0) } }
-        let result: OpaquePointer? = cParams.withUnsafeBufferPointer { buf in
+        precondition(!replication || params.isEmpty, "a replication connection takes no query parameters")
+        let result: OpaquePointer? = replication ? PQexec(conn, sql) : cParams.withUnsafeBufferPointer { buf in
             buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(1, params.count)) { p in
                 PQexecParams(conn, sql, Int32(params.count), nil, params.isEmpty ? nil : p, nil, nil, 0)
             }

@@ -6,19 +6,29 @@ struct PostgresPlugin: EnginePlugin {
     let engine = "postgres"
     let capabilities = ["backup.full", "backup.log", "restore", "chain"]
 
-    /// Source options: connection (libpq conninfo), data_directory (local mode),
-    /// block_size (bytes per chunk of relation files, default 65536). A log backup
-    /// (`coffer wal-push`) takes wal_path, the file archive_command was given.
+    /// Source options: connection (libpq conninfo), mode (local or remote), data_directory
+    /// (local mode), block_size (bytes per chunk of relation files, default 65536). A log
+    /// backup (`coffer wal-push`) takes wal_path, the file archive_command was given.
     func backup(_ request: BackupRequest, into sink: ArtifactSink) throws -> BackupDone {
         switch request.kind {
         case "full":
-            guard let dataDirectory = request.options["data_directory"] else {
-                throw PostgresError("source \(request.source) has no data_directory (remote mode is not implemented yet)")
-            }
-            let blockSize = Int(request.options["block_size"] ?? "65536") ?? 0
+            let o = request.options
+            let blockSize = Int(o["block_size"] ?? "65536") ?? 0
             guard blockSize >= 8192, blockSize % 8192 == 0 else { throw PostgresError("block_size must be a multiple of 8192") }
-            let connection = try Connection(request.options["connection"] ?? "")
-            return try BaseBackup(connection: connection, dataDirectory: dataDirectory, blockSize: blockSize).run(into: sink)
+            // Local when the plugin can read the data directory (it is named), remote (the
+            // replication protocol) otherwise; `mode` says so explicitly.
+            switch o["mode"] ?? (o["data_directory"] == nil ? "remote" : "local") {
+            case "local":
+                guard let dataDirectory = o["data_directory"] else {
+                    throw PostgresError("source \(request.source) has mode = \"local\" but no data_directory")
+                }
+                let connection = try Connection(o["connection"] ?? "")
+                return try BaseBackup(connection: connection, dataDirectory: dataDirectory, blockSize: blockSize).run(into: sink)
+            case "remote":
+                return try RemoteBaseBackup(conninfo: o["connection"] ?? "", blockSize: blockSize).run(into: sink)
+            case let other:
+                throw PostgresError("source \(request.source): mode must be \"local\" or \"remote\", not \"\(other)\"")
+            }
         case "log":
             guard let path = request.options["wal_path"] else { throw PostgresError("a log backup needs wal_path") }
             let segmentSize = UInt64(request.options["wal_segment_size"] ?? "") ?? 16 << 20
@@ -33,6 +43,7 @@ struct PostgresPlugin: EnginePlugin {
     /// `prefetch` fills the spool after one (log, count, spool, wal_segment_size).
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone {
         let o = request.options
+        // `mode` is also a source key (local, remote): those restore a base backup too.
         switch o["mode"] ?? "base" {
         case "wal-fetch":
             guard let log = o["log"], let path = o["path"] else { throw PostgresError("wal-fetch needs log and path") }

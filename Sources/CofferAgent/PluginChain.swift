@@ -6,15 +6,19 @@ extension PluginJob {
     /// Asks the plugin about the chain of `source` as the vault records it: every backup
     /// and log of the source, described without artifacts (the plugin reasons on positions
     /// and metadata only).
+    /// A source with years of WAL has more records than one 16 MiB frame holds: they go in
+    /// `chain.records` frames of at most `frameBudget` bytes of JSON, the last with the request.
     public func chain(source: String, records: [BackupRecord], action: String, target: [String: String] = [:],
-                      options: [String: String], software: String = "coffer") throws -> ChainReport {
+                      options: [String: String], software: String = "coffer", frameBudget: Int = 8 << 20) throws -> ChainReport {
         let descriptions = records.map {
             BackupDescription(id: $0.id, kind: $0.manifest.kind, positions: $0.manifest.positions,
                               metadata: $0.manifest.metadata, artifacts: [])
         }
-        let request = ChainRequest(source: source, action: action, backups: descriptions, target: target, options: options)
+        var batches = try Self.batches(descriptions, budget: frameBudget)
+        let request = ChainRequest(source: source, action: action, backups: batches.removeLast(), target: target, options: options)
         try plugin.handshake(engine: engine, software: software)
         return try plugin.guarded { () throws -> ChainReport in
+            for batch in batches { try plugin.writer.send(ChainRecords(backups: batch)) }
             try plugin.writer.send(request)
             guard let frame = try plugin.reader.next() else { throw ProtocolError.closed }
             switch try Wire.type(of: frame) {
@@ -28,6 +32,26 @@ extension PluginJob {
                 throw ProtocolError.malformed("unexpected \(other) message in answer to a chain request")
             }
         }
+    }
+}
+
+extension PluginJob {
+    /// Consecutive runs of `descriptions` whose JSON stays under `budget` bytes each (one
+    /// record larger than that goes alone); never empty, so the request always has a last one.
+    public static func batches(_ descriptions: [BackupDescription], budget: Int) throws -> [[BackupDescription]] {
+        let encoder = JSONEncoder()
+        var out: [[BackupDescription]] = [[]]
+        var bytes = 0
+        for d in descriptions {
+            let size = try encoder.encode(d).count + 1
+            if bytes + size > budget, !out[out.count - 1].isEmpty {
+                out.append([])
+                bytes = 0
+            }
+            out[out.count - 1].append(d)
+            bytes += size
+        }
+        return out
     }
 }
 

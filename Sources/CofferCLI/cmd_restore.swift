@@ -19,6 +19,11 @@ struct Restore: ParsableCommand {
         The target directory must be empty or missing, unless --force (its contents are \
         replaced) or --delta (files that match are kept, the rest rewritten) is given.
 
+        MongoDB: the restore writes into a running server (--target-uri), loads the newest \
+        dump before the target and replays the captured oplog to --to-timestamp T:I, \
+        --to-time or the latest captured entry; --set database.OLD=NEW renames a database, \
+        --force drops collections of the same names first (docs/engines/mongodb.md).
+
         restore_command reopens the vault from the same config, vault and key or \
         passphrase files as this command; a passphrase given only in COFFER_PASSPHRASE \
         does not reach it.
@@ -33,8 +38,11 @@ struct Restore: ParsableCommand {
     @Option(help: "Restore this backup (id or unique prefix) instead of the one Coffer picks.")
     var backup: String?
 
-    @Option(help: "Where the plugin writes what it restores.")
-    var targetDir: String
+    @Option(help: "Where the plugin writes what it restores (file-based engines: postgres).")
+    var targetDir: String?
+
+    @Option(help: ArgumentHelp("The server a MongoDB restore writes into (mongodb://HOST:PORT/?directConnection=true).", valueName: "uri"))
+    var targetUri: String?
 
     @Option(help: ArgumentHelp("Recover to this time (2026-11-26 19:40:01.123456+00; no zone means UTC).", valueName: "time"))
     var toTime: String?
@@ -44,6 +52,9 @@ struct Restore: ParsableCommand {
 
     @Option(help: ArgumentHelp("Recover to the commit of this transaction id.", valueName: "xid"))
     var toXid: String?
+
+    @Option(help: ArgumentHelp("Recover to this MongoDB oplog Timestamp (seconds:increment, 1795730121:3).", valueName: "t:i"))
+    var toTimestamp: String?
 
     @Option(help: ArgumentHelp("Recover to this named restore point (pg_create_restore_point).", valueName: "name"))
     var toName: String?
@@ -75,8 +86,11 @@ struct Restore: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard [toTime, toLsn, toXid, toName, toPosition, toGtid].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("give at most one of --to-time, --to-lsn, --to-xid, --to-name, --to-position, --to-gtid")
+        guard [toTime, toLsn, toXid, toName, toTimestamp, toPosition, toGtid].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("give at most one of --to-time, --to-lsn, --to-xid, --to-name, --to-timestamp, --to-position, --to-gtid")
+        }
+        guard targetDir != nil || targetUri != nil else {
+            throw ValidationError("give --target-dir (a directory to restore into) or --target-uri (a server to restore into)")
         }
         guard !(delta && force) else { throw ValidationError("--delta and --force exclude each other") }
         for s in settings where !s.contains("=") { throw ValidationError("--set takes KEY=VALUE, not '\(s)'") }
@@ -90,6 +104,7 @@ struct Restore: ParsableCommand {
             target["lsn"] = toLsn
             target["xid"] = toXid
             target["name"] = toName
+            target["timestamp"] = toTimestamp
             target["timeline"] = timeline
             target["position"] = toPosition
             target["gtid"] = toGtid
@@ -100,7 +115,11 @@ struct Restore: ParsableCommand {
                 let kv = s.split(separator: "=", maxSplits: 1)
                 pluginOptions[String(kv[0])] = String(kv[1])
             }
-            pluginOptions["target_dir"] = targetDir.hasPrefix("/") ? targetDir : FileManager.default.currentDirectoryPath + "/" + targetDir
+            if let targetDir {
+                pluginOptions["target_dir"] = targetDir.hasPrefix("/") ? targetDir : FileManager.default.currentDirectoryPath + "/" + targetDir
+            }
+            if let targetUri { pluginOptions["target_uri"] = targetUri }
+            let into = targetDir ?? targetUri ?? ""
             if delta { pluginOptions["existing"] = "delta" }
             if force { pluginOptions["existing"] = "force" }
             if start { pluginOptions["start"] = "1" }
@@ -114,14 +133,14 @@ struct Restore: ParsableCommand {
                 struct Out: Encodable {
                     let backup: String, targetDir: String, target: [String: String], positions: [String: String]
                 }
-                try Terminal.printJSON(Out(backup: ids[0], targetDir: targetDir, target: resolved, positions: done.positions))
+                try Terminal.printJSON(Out(backup: ids[0], targetDir: into, target: resolved, positions: done.positions))
             } else {
                 let what = resolved.filter { $0.key != "timeline" }.map { "\($0.key) \($0.value)" }.first ?? "the latest point"
-                print("restored base backup \(ids[0].prefix(12)) of \(setup.source.name) into \(targetDir), recovering to \(what)"
+                print("restored base backup \(ids[0].prefix(12)) of \(setup.source.name) into \(into), recovering to \(what)"
                       + (resolved["timeline"].map { " on timeline \($0)" } ?? ""))
                 for (k, v) in done.positions.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
                 if !start && setup.source.engine == "postgres" {
-                    print("start the server on it (pg_ctl -D \(targetDir) start): it replays the archived WAL to the target and promotes")
+                    print("start the server on it (pg_ctl -D \(into) start): it replays the archived WAL to the target and promotes")
                 }
             }
         }

@@ -29,8 +29,43 @@ extension EnginePlugin {
 /// Streams artifacts to the agent.
 public final class ArtifactSink: @unchecked Sendable {
     let writer: FrameWriter
+    /// For `file`: one buffer for every file, so that reading a data directory of thousands
+    /// of files maps no new memory per file.
+    private var scratch: [UInt8] = []
 
     init(writer: FrameWriter) { self.writer = writer }
+
+    /// Sends the file at `path` as one artifact, as it is when read (a file that changes
+    /// meanwhile is sent as read: engines make that consistent through their log).
+    /// `observe` sees each piece as it is sent. Returns false, sending nothing, when the
+    /// file does not exist (any more).
+    @discardableResult
+    public func file(name: String, path: String, chunker: String,
+                     observe: ((UnsafeRawBufferPointer) -> Void)? = nil) throws -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return false }
+            throw ProtocolError.io("open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        if scratch.isEmpty { scratch = [UInt8](unsafeUninitializedCapacity: 1 << 20) { _, n in n = 1 << 20 } }
+        try artifact(name: name, chunker: chunker) { out in
+            try scratch.withUnsafeMutableBytes { buf in
+                while true {
+                    let n = read(fd, buf.baseAddress!, buf.count)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw ProtocolError.io("read \(path): \(String(cString: strerror(errno)))")
+                    }
+                    if n == 0 { return }
+                    let piece = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                    observe?(piece)
+                    try out.write(piece)
+                }
+            }
+        }
+        return true
+    }
 
     /// Sends one artifact: `body` writes its bytes; the size is counted and sent at the end.
     public func artifact(name: String, chunker: String = "cdc", body: (ArtifactWriter) throws -> Void) throws {
@@ -215,7 +250,14 @@ public enum PluginRunner {
                 throw ProtocolError.malformed("the agent speaks protocol \(hello.protocol), this plugin \(PluginProtocol.version)")
             }
             try writer.send(Hello(software: software, engine: plugin.engine, capabilities: plugin.capabilities))
-            guard let frame = try reader.next() else { exit(0) }
+            guard var frame = try reader.next() else { exit(0) }
+            // A chain request too large for one frame comes with its records before it.
+            var records: [BackupDescription] = []
+            while try Wire.type(of: frame) == "chain.records" {
+                records += try Wire.decode(ChainRecords.self, from: frame).backups
+                guard let next = try reader.next() else { throw ProtocolError.closed }
+                frame = next
+            }
             switch try Wire.type(of: frame) {
             case "backup":
                 let request = try Wire.decode(BackupRequest.self, from: frame)
@@ -230,7 +272,9 @@ public enum PluginRunner {
                 let done = try plugin.restore(request, from: source)
                 try writer.send(done)
             case "chain":
-                try writer.send(try plugin.chain(try Wire.decode(ChainRequest.self, from: frame)))
+                var request = try Wire.decode(ChainRequest.self, from: frame)
+                request.backups = records + request.backups
+                try writer.send(try plugin.chain(request))
             case "capture":
                 let request = try Wire.decode(CaptureRequest.self, from: frame)
                 try plugin.capture(request, into: LogSink(writer: writer, reader: reader))

@@ -262,6 +262,15 @@ public struct ChainRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// Agent → plugin, before a `chain` request whose records would not fit one frame: more of
+/// its `backups`, in order; the request itself carries the last of them.
+public struct ChainRecords: Codable, Sendable, Equatable {
+    public var type = "chain.records"
+    public var backups: [BackupDescription]
+
+    public init(backups: [BackupDescription]) { self.backups = backups }
+}
+
 /// Plugin → agent: the answer to a `chain` request.
 public struct ChainReport: Codable, Sendable, Equatable {
     public var type = "chain.report"

@@ -83,6 +83,29 @@ final class PluginHostTests: XCTestCase {
         XCTAssertTrue(report.ok, "\(report.problems)", file: file, line: line)
     }
 
+    func testChainRecordsTooLargeForOneFrameArriveWholeAndInOrder() throws {
+        var records: [BackupRecord] = []
+        let metadata = ["summary": String(repeating: "x", count: 200)]
+        for i in 0..<500 {
+            let m = Manifest(source: "db", engine: "fault", kind: i % 50 == 0 ? "full" : "log", parent: nil,
+                             started: Date(timeIntervalSince1970: Double(i)), finished: Date(timeIntervalSince1970: Double(i)),
+                             positions: ["log": "\(i)"], artifacts: [], metadata: metadata)
+            records.append(BackupRecord(id: String(format: "%064d", i), manifest: m))
+        }
+        let budget = 16 << 10
+        XCTAssertEqual(try PluginJob.batches([], budget: budget).count, 1, "a request always has its (empty) last batch")
+        let batches = try PluginJob.batches(records.map {
+            BackupDescription(id: $0.id, kind: $0.manifest.kind, positions: $0.manifest.positions, metadata: metadata, artifacts: [])
+        }, budget: budget)
+        XCTAssertGreaterThan(batches.count, 5)
+        for batch in batches { XCTAssertLessThanOrEqual(try JSONEncoder().encode(batch).count, budget) }
+        let report = try PluginJob(vault: vault, plugin: try startPlugin(), engine: "fault")
+            .chain(source: "db", records: records, action: "verify", options: [:], frameBudget: budget)
+        // About 300 bytes a record: ten or so frames of 16 KiB, reassembled by the kit.
+        XCTAssertEqual(report.windows.map(\.base), records.map(\.id))
+        XCTAssertEqual(report.windows.filter { $0.stream == "full" }.count, 10)
+    }
+
     func testCrashedPluginLeavesNoManifestAndNextBackupWorks() throws {
         try assertFails(["artifacts": "a:12000000", "fault": "crash-after:9000000"], reason: "stopped unexpectedly")
         // Same vault object, same data: what the crashed backup had in flight must not be

@@ -10,7 +10,9 @@ final class ArchivingCluster {
     let server: PostgresServer
     static var coffer: String { BuildProducts.directory(containing: "coffer") + "/coffer" }
 
-    init() throws {
+    /// - Parameter remote: the source names no data_directory, so base backups are taken in
+    ///   remote mode (BASE_BACKUP over a replication connection).
+    init(remote: Bool = false) throws {
         work = try PostgresServer.scratchDirectory()
         config = work + "/coffer.toml"
         server = try PostgresServer(settings: [
@@ -27,7 +29,7 @@ final class ArchivingCluster {
             [source.main]
             engine = "postgres"
             connection = "\(server.conninfo)"
-            data_directory = "\(server.dataDirectory)"
+            \(remote ? "" : "data_directory = \"\(server.dataDirectory)\"")
             """.write(toFile: config, atomically: true, encoding: .utf8)
         if getuid() == 0 { try FixtureProcess.run("/bin/chown", ["postgres:postgres", config, work + "/passphrase"]) }
         try run("vault", "init")

@@ -78,7 +78,10 @@ public struct StreamChunker {
         // Fixed-size cuts tile the buffer exactly, so refills never move a remainder; for
         // content-defined cuts the remainder moved is under `max` per buffer's worth.
         let blocks = max(2, (16 << 20) / maxChunk)
-        self.buffer = [UInt8](repeating: 0, count: blocks * maxChunk)
+        // Uninitialized: only bytes a read has filled are ever looked at, and a small file
+        // touches (and so maps) only the pages it fills, not 16 MiB of zeroes per artifact.
+        let size = blocks * self.maxChunk
+        self.buffer = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
         self.read = read
     }
 
