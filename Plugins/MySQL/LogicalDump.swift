@@ -22,13 +22,17 @@ struct LogicalDump {
         let connections = try (0..<count).map { _ in try Connection(settings) }
         let main = connections[0]
         let mariadb = main.isMariaDB
+        // The lock has a connection of its own: BACKUP STAGE END and UNLOCK TABLES end the
+        // transaction of the connection that runs them, which would leave it dumping
+        // outside the snapshot (a test caught rows newer than the dump's position).
+        let lock = try Connection(settings)
         let started = Date()
 
         if mariadb {
-            try main.execute("BACKUP STAGE START")
-            try main.execute("BACKUP STAGE BLOCK_COMMIT")
+            try lock.execute("BACKUP STAGE START")
+            try lock.execute("BACKUP STAGE BLOCK_COMMIT")
         } else {
-            try main.execute("FLUSH TABLES WITH READ LOCK")
+            try lock.execute("FLUSH TABLES WITH READ LOCK")
         }
         var positions: [String: String] = [:]
         let schema: DumpSchema
@@ -60,20 +64,20 @@ struct LogicalDump {
             } else {
                 // FLUSH TABLES WITH READ LOCK waits for commits to finish, so here the
                 // binlog position and the executed GTIDs match the snapshots.
-                guard let status = try main.query("SHOW MASTER STATUS").first, let file = status[0], let pos = status[1] else {
+                guard let status = try lock.query("SHOW MASTER STATUS").first, let file = status[0], let pos = status[1] else {
                     throw MySQLError("SHOW MASTER STATUS returned nothing: the server's binary log is off (log_bin)")
                 }
                 positions["binlog_file"] = file
                 positions["binlog_pos"] = pos
-                positions["gtid"] = try main.value("SELECT @@gtid_executed") ?? ""
+                positions["gtid"] = try lock.value("SELECT @@gtid_executed") ?? ""
             }
             positions["consistent_time"] = String(Int64(Date().timeIntervalSince1970 * 1_000_000))
             schema = try readSchema(main)
         } catch {
-            try? main.execute(mariadb ? "BACKUP STAGE END" : "UNLOCK TABLES")
+            try? lock.execute(mariadb ? "BACKUP STAGE END" : "UNLOCK TABLES")
             throw error
         }
-        try main.execute(mariadb ? "BACKUP STAGE END" : "UNLOCK TABLES")
+        try lock.execute(mariadb ? "BACKUP STAGE END" : "UNLOCK TABLES")
 
         try sink.artifact(name: "schema.json", chunker: "cdc") { out in
             let e = JSONEncoder()

@@ -10,7 +10,7 @@ final class MariaDBVault {
     let server: MariaDBServer
     static var coffer: String { BuildProducts.directory(containing: "coffer") + "/coffer" }
 
-    init(extraSourceOptions: String = "") throws {
+    init(extraSourceOptions: String = "", dumpConnections: Int = 3) throws {
         work = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-mysqltest.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         config = work + "/coffer.toml"
         server = try MariaDBServer()
@@ -33,7 +33,7 @@ final class MariaDBVault {
             socket = "\(server.socket)"
             user = "root"
             method = "logical"
-            dump_connections = "3"
+            dump_connections = "\(dumpConnections)"
             \(extraSourceOptions)
             """.write(toFile: config, atomically: true, encoding: .utf8)
         try run("vault", "init")
