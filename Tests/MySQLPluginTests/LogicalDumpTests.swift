@@ -10,8 +10,7 @@ final class LogicalDumpTests: XCTestCase {
         try dumpUnderLoad(connections: 3)
     }
 
-    /// One connection reads every table, the lock's among them before the fix: BACKUP
-    /// STAGE END ended its snapshot, and it dumped rows newer than the recorded position.
+    /// One connection reads every table (the edge case of the shared snapshot).
     func testASingleConnectionDumpStaysInItsSnapshot() throws {
         try dumpUnderLoad(connections: 1)
     }
