@@ -20,6 +20,8 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
                        providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CMariaDB", pkgConfig: "libmariadb",
+                       providers: [.apt(["libmariadb-dev"])]),
 
         // The vault core: crypto, chunkers, packs, index, manifests, backends, pipeline.
         .target(name: "CofferVault", dependencies: ["CLibCrypto", "CZstd"]),
@@ -45,6 +47,7 @@ let package = Package(
         .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ", "CCRC32C"], path: "Plugins/Postgres"),
         // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
         .target(name: "CCRC32C"),
+        .executableTarget(name: "coffer-mysql", dependencies: ["CofferPluginKit", "CMariaDB"], path: "Plugins/MySQL"),
         // MongoDB: libmongoc and libbson; the engine logic is a library so tests reach it.
         .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0",
                        providers: [.apt(["libmongoc-dev", "libbson-dev"])]),
@@ -59,6 +62,7 @@ let package = Package(
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
+        .testTarget(name: "MySQLPluginTests", dependencies: ["CofferFixtures", "coffer-mysql", "coffer"]),
         .testTarget(name: "MongoDBPluginTests", dependencies: ["CofferMongoDB", "CofferFixtures", "coffer-mongodb", "coffer"]),
     ],
     swiftLanguageModes: [.v6]

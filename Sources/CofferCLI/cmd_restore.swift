@@ -59,6 +59,12 @@ struct Restore: ParsableCommand {
     @Option(help: ArgumentHelp("Recover to this named restore point (pg_create_restore_point).", valueName: "name"))
     var toName: String?
 
+    @Option(help: ArgumentHelp("MySQL: replay the binlog up to this position, FILE:POS (mariadb-bin.000004:1234); events from it on are not applied.", valueName: "file:pos"))
+    var toPosition: String?
+
+    @Option(help: ArgumentHelp("MySQL: replay the binlog through the transactions of this GTID set (0-1-57[,1-2-9]).", valueName: "gtid"))
+    var toGtid: String?
+
     @Option(help: ArgumentHelp("The timeline to recover along: a number, or latest.", valueName: "timeline"))
     var timeline: String?
 
@@ -80,8 +86,8 @@ struct Restore: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard [toTime, toLsn, toXid, toName, toTimestamp].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("give at most one of --to-time, --to-lsn, --to-xid, --to-name, --to-timestamp")
+        guard [toTime, toLsn, toXid, toName, toTimestamp, toPosition, toGtid].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("give at most one of --to-time, --to-lsn, --to-xid, --to-name, --to-timestamp, --to-position, --to-gtid")
         }
         guard targetDir != nil || targetUri != nil else {
             throw ValidationError("give --target-dir (a directory to restore into) or --target-uri (a server to restore into)")
@@ -100,6 +106,8 @@ struct Restore: ParsableCommand {
             target["name"] = toName
             target["timestamp"] = toTimestamp
             target["timeline"] = timeline
+            target["position"] = toPosition
+            target["gtid"] = toGtid
 
             let (ids, resolved) = try plan(setup, target: target)
             var pluginOptions = setup.source.options

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Coffer (physical: mariabackup streamed into the vault; logical: the parallel dump) against
+# mariabackup to a local directory and mydumper, on the same MariaDB 10.11 data, in one run:
+#   full backup, a ~1% change, second backup (coffer: full again, deduplicated; mariabackup:
+#   --incremental-basedir; mydumper: full again), restore of the second backup (coffer
+#   physical: restore with prepare; coffer logical: into a new database of the running server;
+#   mariabackup: prepare both + copy-back; myloader: into a new database), then ratios.
+# Usage (as root): Benchmarks/mysql.sh
+#   SIZE_MB=2048     data size (rows of ~1 KiB: half repetitive text, half random bytes)
+#   THREADS=2        dump/load connections for coffer logical, mydumper and myloader
+#   COFFER_BIN=path  use this coffer (and coffer-mysql beside it) instead of building release
+# Everything lives in bench-work/mysql (scratch; removed and rebuilt on every run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+[ "$(id -u)" -eq 0 ] || { echo "mysql.sh: run as root" >&2; exit 1; }
+SIZE_MB=${SIZE_MB:-2048}
+THREADS=${THREADS:-2}
+[[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "SIZE_MB must be a positive integer" >&2; exit 2; }
+export LC_ALL=C
+
+work=$root/bench-work/mysql
+scripts/bootstrap
+if [ -n "${COFFER_BIN:-}" ]; then
+  coffer=$COFFER_BIN
+else
+  mkdir -p "$root/bench-work"
+  swift build -c release >"$root/bench-work/mysql-build.log" 2>&1 \
+    || { echo "mysql.sh: swift build -c release failed:" >&2; grep -m 20 'error:' "$root/bench-work/mysql-build.log" >&2; exit 1; }
+  coffer=$root/.build/release/coffer
+fi
+[ -x "$coffer" ] && [ -x "$(dirname "$coffer")/coffer-mysql" ] || { echo "mysql.sh: $coffer or coffer-mysql beside it is missing" >&2; exit 1; }
+
+# --- a scratch server ------------------------------------------------------------------------
+pid=""
+stop_server() {
+  [ -n "$pid" ] || return 0
+  mariadb-admin --defaults-file="$work/my.cnf" shutdown 2>/dev/null || kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.2; done
+  pid=""
+}
+trap stop_server EXIT
+rm -rf "$work"; mkdir -p "$work/bin"
+cp "$coffer" "$(dirname "$coffer")/coffer-mysql" "$work/bin/"; coffer=$work/bin/coffer
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/my.cnf" <<CNF
+[mariadbd]
+datadir = $work/data
+socket = $work/mysqld.sock
+port = $port
+bind-address = 127.0.0.1
+user = root
+log-bin = mariadb-bin
+binlog_format = ROW
+server_id = 1
+innodb_buffer_pool_size = 1G
+innodb_log_file_size = 256M
+log-error = $work/error.log
+pid-file = $work/mysqld.pid
+[client]
+socket = $work/mysqld.sock
+user = root
+CNF
+start_server() {
+  mariadbd --defaults-file="$work/my.cnf" </dev/null >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do mariadb-admin --defaults-file="$work/my.cnf" ping >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "mysql.sh: mariadbd did not start" >&2; tail "$work/error.log" >&2; exit 1
+}
+mariadb-install-db --defaults-file="$work/my.cnf" --auth-root-authentication-method=normal --skip-test-db >/dev/null
+start_server
+sql() { mariadb --defaults-file="$work/my.cnf" -N -B "$@"; }
+
+rows=$((SIZE_MB * 1024))
+echo "loading $SIZE_MB MiB ($rows rows of ~1 KiB, half incompressible) ..."
+sql -e "CREATE DATABASE bench"
+for t in 1 2 3 4; do
+  sql bench -e "CREATE TABLE t$t (id INT PRIMARY KEY, txt VARCHAR(600), rnd VARBINARY(512)) ENGINE=InnoDB;
+    INSERT INTO t$t SELECT seq, REPEAT(CONCAT('row ', seq, ' of a fairly repetitive text column; '), 10), RANDOM_BYTES(512)
+    FROM seq_1_to_$((rows / 4))"
+done
+# The tables' size as InnoDB reports it (the data directory also holds the redo log).
+datasize=$(sql -e "ANALYZE TABLE bench.t1, bench.t2, bench.t3, bench.t4" >/dev/null; sql -e "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench'")
+
+# --- helpers -----------------------------------------------------------------------------------
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+size() { du -sb "$1" | cut -f1; }
+declare -A T S
+echo pw >"$work/pass"
+cat >"$work/coffer.toml" <<TOML
+[vault]
+path = "$work/vault"
+passphrase_file = "$work/pass"
+[source.phys]
+engine = "mysql"
+socket = "$work/mysqld.sock"
+defaults_file = "$work/my.cnf"
+method = "physical"
+[source.logi]
+engine = "mysql"
+socket = "$work/mysqld.sock"
+method = "logical"
+databases = "bench"
+dump_connections = "$THREADS"
+restore_connections = "$THREADS"
+TOML
+c() { "$coffer" "$@" --config "$work/coffer.toml"; }
+c vault init >/dev/null
+measure() {  # name, output path to size (vault: growth), command...
+  local name=$1 path=$2; shift 2
+  local before=0; [ -e "$path" ] && before=$(size "$path")
+  local t0; t0=$(now)
+  "$@" >"$work/$name.log" 2>&1 || { echo "mysql.sh: $name failed:" >&2; tail -20 "$work/$name.log" >&2; exit 1; }
+  T[$name]=$(elapsed "$t0" "$(now)")
+  S[$name]=$(( $(size "$path") - before ))
+  printf '%-26s %9ss %12s bytes\n' "$name" "${T[$name]}" "${S[$name]}"
+}
+
+# --- full backups --------------------------------------------------------------------------------
+measure coffer-physical-full "$work/vault" c backup --source phys
+measure coffer-logical-full "$work/vault" c backup --source logi
+measure mariabackup-full "$work/mb-full" mariabackup --defaults-file="$work/my.cnf" --backup --target-dir="$work/mb-full" --user=root --socket="$work/mysqld.sock"
+measure mydumper-full "$work/md-full" mydumper -S "$work/mysqld.sock" -u root -B bench -t "$THREADS" -o "$work/md-full"
+
+# --- ~1% change, second backups -------------------------------------------------------------------
+sql bench -e "UPDATE t1 SET rnd = RANDOM_BYTES(512) WHERE id <= $((rows / 100))"
+measure coffer-physical-second "$work/vault" c backup --source phys
+measure coffer-logical-second "$work/vault" c backup --source logi
+measure mariabackup-incremental "$work/mb-inc" mariabackup --defaults-file="$work/my.cnf" --backup --target-dir="$work/mb-inc" --incremental-basedir="$work/mb-full" --user=root --socket="$work/mysqld.sock"
+measure mydumper-second "$work/md-second" mydumper -S "$work/mysqld.sock" -u root -B bench -t "$THREADS" -o "$work/md-second"
+
+# --- restores ------------------------------------------------------------------------------------
+measure coffer-physical-restore "$work/r-coffer" c restore --source phys --target-dir "$work/r-coffer"
+measure coffer-logical-restore "$work/data" c restore --source logi --target-dir "$work/unused" --set database.bench=bench_coffer
+mb_restore() {
+  mariabackup --prepare --target-dir="$work/mb-full" &&
+  mariabackup --prepare --target-dir="$work/mb-full" --incremental-dir="$work/mb-inc" &&
+  mariabackup --copy-back --target-dir="$work/mb-full" --datadir="$work/r-mb"
+}
+measure mariabackup-restore "$work/r-mb" mb_restore
+measure myloader-restore "$work/data" myloader -S "$work/mysqld.sock" -u root -d "$work/md-second" -s bench -B bench_myloader -t "$THREADS"
+for db in bench_coffer bench_myloader; do
+  for t in 1 2 3 4; do
+    [ "$(sql -e "CHECKSUM TABLE bench.t$t" | cut -f2)" = "$(sql -e "CHECKSUM TABLE $db.t$t" | cut -f2)" ] \
+      || { echo "mysql.sh: $db.t$t differs from bench.t$t" >&2; exit 1; }
+  done
+done
+
+# --- ratios --------------------------------------------------------------------------------------
+r() { python3 -c "a, b = $1, $2; print(f'{a / b:.2f}' if b else '-')"; }
+echo
+echo "table data: $datasize bytes"
+echo "full backup time, coffer physical / mariabackup: $(r "${T[coffer-physical-full]}" "${T[mariabackup-full]}")"
+echo "full backup time, coffer logical / mydumper:     $(r "${T[coffer-logical-full]}" "${T[mydumper-full]}")"
+echo "restore time, coffer physical / mariabackup:     $(r "${T[coffer-physical-restore]}" "${T[mariabackup-restore]}")"
+echo "restore time, coffer logical / myloader:         $(r "${T[coffer-logical-restore]}" "${T[myloader-restore]}")"
+echo "second backup stored / data size, coffer physical: $(r "${S[coffer-physical-second]}" "$datasize")"
+echo "second backup stored / data size, coffer logical:  $(r "${S[coffer-logical-second]}" "$datasize")"
+echo "second backup stored / data size, mariabackup inc: $(r "${S[mariabackup-incremental]}" "$datasize")"
+echo "second backup stored / data size, mydumper:        $(r "${S[mydumper-second]}" "$datasize")"

@@ -1,0 +1,91 @@
+import CofferFixtures
+import Foundation
+import XCTest
+
+final class LogicalDumpTests: XCTestCase {
+    /// The parallel dump under a write load, restored under a new database name into the
+    /// same server: the ledger holds exactly the rows committed at the dump's binlog
+    /// position, a table of awkward types comes back value for value, the view works.
+    func testDumpUnderLoadRestoresUnderANewName() throws {
+        try dumpUnderLoad(connections: 3)
+    }
+
+    /// One connection reads every table (the edge case of the shared snapshot).
+    func testASingleConnectionDumpStaysInItsSnapshot() throws {
+        try dumpUnderLoad(connections: 1)
+    }
+
+    private func dumpUnderLoad(connections: Int) throws {
+        let vault = try MariaDBVault(dumpConnections: connections)
+        try vault.createLedger()
+        try vault.server.sql("""
+            CREATE TABLE kinds (id INT PRIMARY KEY, d DECIMAL(20,6), f DOUBLE, t DATETIME(6), b BIT(12), j JSON,
+                                txt TEXT, bin VARBINARY(64), e ENUM('x','y'), u VARCHAR(20) CHARACTER SET utf8mb4, g POINT);
+            INSERT INTO kinds VALUES
+              (1, 12345678901234.123456, 1.5e-300, '2026-11-26 12:34:56.789012', b'101010101010', '{"a": [1, "two"]}',
+               'line one\\nline two\\twith \\'quotes\\' and \\\\ backslash; ) , (', UNHEX('00FF0A0D5C27'), 'y', 'ünï 🚀', POINT(1.5, -2)),
+              (2, NULL, -0.0, '1970-01-01 00:00:01', b'0', 'null', '', '', NULL, '', NULL);
+            CREATE VIEW recent AS SELECT id, note FROM ledger WHERE id > 10;
+            """, database: "shop")
+        let load = try LedgerLoad(vault.server, from: 1, count: 400_000)
+        try load.waitForRows(3000)
+        let backup: (id: String, positions: [String: String])
+        do { backup = try vault.backup("logi") } catch { load.stop(); throw error }
+        load.stop()
+        let committed = try MariaDBVault.idsCommitted(vault.server, upTo: try XCTUnwrap(backup.positions["binlog_file"]),
+                                                      position: try XCTUnwrap(backup.positions["binlog_pos"].flatMap(UInt64.init)))
+        XCTAssertGreaterThan(committed.count, 3000)
+        let source = try MariaDBVault.ledger(vault.server)
+        XCTAssertGreaterThan(source.count, committed.count, "rows were committed after the dump's position")
+
+        try vault.run("restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_copy")
+        let rows = try MariaDBVault.ledger(vault.server, database: "shop_copy")
+        assertSameRows(rows.map { Int($0.split(separator: "|")[0])! }, committed, "restored ids vs committed at the position")
+        let byID = Dictionary(uniqueKeysWithValues: source.map { (Int($0.split(separator: "|")[0])!, $0) })
+        assertSameRows(rows, committed.map { byID[$0]! }, "restored rows vs the source's")
+        let everything = "SELECT id, HEX(d), f, t, HEX(b), j, HEX(txt), HEX(bin), e, HEX(u), HEX(g) FROM kinds ORDER BY id"
+        XCTAssertEqual(try vault.server.sql(everything, database: "shop_copy"), try vault.server.sql(everything, database: "shop"))
+        XCTAssertEqual(try vault.server.value("SELECT COUNT(*) FROM recent", database: "shop_copy"),
+                       String(committed.filter { $0 > 10 }.count))
+
+        // Restoring over the tables that exist now is refused before any row is written.
+        let again = try vault.coffer(["restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_copy"])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("shop_copy.kinds exists already") || again.stderr.contains("shop_copy.ledger exists already"), again.stderr)
+    }
+
+    /// A table altered while the dump runs (after the snapshot was fixed, before its rows
+    /// were read) fails the dump, naming the table; no backup is recorded.
+    func testDDLDuringTheDumpFailsNamingTheTable() throws {
+        let vault = try MariaDBVault(extraSourceOptions: "")
+        try vault.server.sql("CREATE DATABASE shop")
+        for t in ["a_big1", "a_big2", "a_big3"] {
+            try vault.server.sql("""
+                CREATE TABLE \(t) (id INT PRIMARY KEY, pad VARCHAR(255));
+                INSERT INTO \(t) SELECT seq, REPEAT(SHA2(seq, 256), 3) FROM seq_1_to_250000;
+                """, database: "shop")
+        }
+        try vault.server.sql("CREATE TABLE z_small (id INT PRIMARY KEY); INSERT INTO z_small VALUES (1), (2)", database: "shop")
+        let dump = Process()
+        dump.executableURL = URL(fileURLWithPath: MariaDBVault.coffer)
+        dump.arguments = ["backup", "--source", "logi", "--config", vault.config]
+        let errors = Pipe()
+        dump.standardError = errors
+        dump.standardOutput = FileHandle.nullDevice
+        try dump.run()
+        // Once a connection reads rows, the snapshot and schema are fixed: alter the table
+        // read last, which no connection has reached yet.
+        let deadline = Date().addingTimeInterval(60)
+        while try vault.server.value("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT /* coffer dump */%'") == "0" {
+            guard dump.isRunning, Date() < deadline else { break }
+            usleep(5_000)
+        }
+        try vault.server.sql("ALTER TABLE z_small ADD COLUMN added INT NOT NULL DEFAULT 7", database: "shop")
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        dump.waitUntilExit()
+        XCTAssertNotEqual(dump.terminationStatus, 0, "the dump must not succeed: \(stderr)")
+        XCTAssertTrue(stderr.contains("table shop.z_small was changed (DDL) during the dump"), stderr)
+        let listed = try JSONSerialization.jsonObject(with: Data(try vault.run("backups", "--source", "logi", "--json").utf8)) as? [Any]
+        XCTAssertEqual(listed?.count, 0, "no backup recorded")
+    }
+}
