@@ -11,6 +11,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // The agent daemon: HTTP status + metrics, Prometheus exposition.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System C libraries: OpenSSL's libcrypto (AES-GCM, SHA-256, scrypt) and libzstd.
@@ -26,7 +31,7 @@ let package = Package(
 
         // The `coffer` command line: one file per command, no domain logic.
         .target(name: "CofferCLI", dependencies: [
-            "CofferVault", "CofferAgent",
+            "CofferVault", "CofferAgent", "CofferDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coffer", dependencies: ["CofferCLI"]),
@@ -41,6 +46,15 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
 
+        // `coffer agent`: schedules, supervises `coffer` child jobs, alerts, serves status and metrics.
+        .target(name: "CofferDaemon", dependencies: [
+            "CofferAgent",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // Engine plugins: one folder each under Plugins/, one executable each.
         .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ", "CCRC32C"], path: "Plugins/Postgres"),
         // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
@@ -53,6 +67,10 @@ let package = Package(
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferFixtures"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
+        .testTarget(name: "CofferDaemonTests", dependencies: [
+            "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,140 @@
+import Foundation
+
+/// One job's state: what `coffer status`, GET /status and the metrics show, and what the
+/// agent persists so a restart knows the last successes.
+public struct JobStatus: Codable, Sendable, Equatable {
+    public var source: String
+    public var kind: String
+    /// "EXPR (Zone)"; nil for capture, which always runs.
+    public var schedule: String?
+    public var nextRun: Date?
+    public var running = false
+    public var pid: Int32?
+    public var startedAt: Date?
+    /// When the last attempt ended, and how: ok, failed, gap (verify found one), stopped (agent shutdown).
+    public var lastRun: Date?
+    public var lastResult: String?
+    public var lastSuccess: Date?
+    public var lastDuration: Double?
+    public var lastExitCode: Int32?
+    public var lastError: String?
+    /// The backup id of the last successful backup job.
+    public var lastBackup: String?
+    /// Bytes the last successful backup read from the source (its logical size).
+    public var bytesRead: Int64?
+    /// How much the vault grew during the last successful backup.
+    public var bytesStored: Int64?
+    /// bytesRead / bytesStored: what dedupe and compression saved.
+    public var reductionRatio: Double?
+    /// Failed attempts in a row for the current run; the next retry when one is pending.
+    public var failedAttempts = 0
+    public var retryAt: Date?
+    public var runs = 0
+    public var failures = 0
+    /// Due runs skipped because the previous one was still running.
+    public var skipped = 0
+    /// Whether the last good run is older than the schedule allows (stale_grace past due).
+    public var stale = false
+    // Capture only.
+    public var logsCommitted: Int?
+    public var lastLog: String?
+    public var lastCommitAt: Date?
+    /// Seconds since the last committed log (or since capture started, before the first).
+    public var captureLag: Double?
+
+    public init(source: String, kind: String) {
+        self.source = source
+        self.kind = kind
+    }
+
+    public var id: String { "\(source)/\(kind)" }
+}
+
+/// A delivered (or attempted) alert, as kept in the status.
+public struct AlertRecord: Codable, Sendable, Equatable {
+    public var type: String
+    public var source: String
+    public var kind: String?
+    public var time: Date
+    public var message: String
+    public var delivered: Bool?
+}
+
+/// The whole agent's state: the status endpoint's body and the state file.
+public struct AgentStatus: Codable, Sendable, Equatable {
+    public var version = 1
+    public var pid: Int32
+    public var host: String
+    public var config: String
+    public var vault: String?
+    /// host:port the HTTP server listens on (the real port when configured as 0).
+    public var listen: String?
+    public var started: Date
+    /// First start of an agent with this state directory: the baseline for staleness
+    /// of jobs that never succeeded.
+    public var since: Date
+    public var updated: Date
+    /// Set by readers of the state file: whether an agent holds the lock now.
+    public var running: Bool?
+    public var vaultSize: Int64?
+    public var jobs: [JobStatus]
+    public var alerts: [AlertRecord]
+
+    public static var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        e.keyEncodingStrategy = .convertToSnakeCase
+        return e
+    }
+
+    public static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }
+}
+
+/// The state file: written whole to a temporary name and renamed, so a reader (or the
+/// next agent) never sees half of it.
+public struct StateStore: Sendable {
+    public let directory: String
+    public var path: String { directory + "/state.json" }
+    public var lockPath: String { directory + "/agent.lock" }
+
+    public init(directory: String) { self.directory = directory }
+
+    /// The state directory: [agent] state_dir, else /var/lib/coffer for root, else
+    /// $XDG_STATE_HOME/coffer or ~/.local/state/coffer.
+    public static func directory(configured: String?) -> String {
+        if let configured { return configured }
+        if getuid() == 0 { return "/var/lib/coffer" }
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_STATE_HOME"], !xdg.isEmpty { return xdg + "/coffer" }
+        return (env["HOME"] ?? NSHomeDirectory()) + "/.local/state/coffer"
+    }
+
+    public func load() throws -> AgentStatus? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        do {
+            return try AgentStatus.decoder.decode(AgentStatus.self, from: data)
+        } catch {
+            throw DaemonError("state file \(path) is unreadable (\(error)); move it away to start afresh")
+        }
+    }
+
+    public func save(_ status: AgentStatus) throws {
+        let data = try AgentStatus.encoder.encode(status)
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+            throw DaemonError("cannot write \(tmp): \(String(cString: strerror(errno)))")
+        }
+        guard rename(tmp, path) == 0 else { throw DaemonError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
+    }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
