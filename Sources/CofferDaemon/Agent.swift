@@ -248,6 +248,7 @@ public actor Agent {
         jobs[id]!.running = true
         jobs[id]!.pid = child.pid
         jobs[id]!.startedAt = now
+        jobs[id]!.retryAt = nil
         if spec.kind == .capture { lagAlerted.remove(id) }
         Log.line("\(id): started (pid \(child.pid)): coffer \(arguments.joined(separator: " "))")
         persist()

@@ -1,6 +1,7 @@
 import CofferAgent
 import Dispatch
 import Foundation
+import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,7 +37,7 @@ public enum AgentMain {
         }
         defer { sources.forEach { $0.cancel() } }
 
-        var server: Task<Void, any Error>?
+        var server: (group: ServiceGroup, task: Task<Void, any Error>)?
         if !config.agent.listen.isEmpty {
             let listen = config.agent.listen
             let colon = listen.lastIndex(of: ":")!
@@ -47,14 +48,13 @@ public enum AgentMain {
                 Log.line("serving /status and /metrics on http://\(listen.hasPrefix("[") ? "[\(host)]" : host):\(bound)")
                 await agent.setListening("\(host):\(bound)")
             }
-            server = Task { try await app.runService(gracefulShutdownSignals: []) }
+            let group = ServiceGroup(configuration: .init(services: [app], logger: app.logger))
+            server = (group, Task { try await group.run() })
         }
         await agent.run()
-        server?.cancel()
         if let server {
-            do { try await server.value } catch is CancellationError {} catch {
-                Log.line("HTTP server: \(error)")
-            }
+            await server.group.triggerGracefulShutdown()
+            do { try await server.task.value } catch { Log.line("HTTP server: \(error)") }
         }
         withExtendedLifetime(lock) {}
     }
