@@ -8,7 +8,7 @@ import Foundation
 
 struct FaultPlugin: EnginePlugin {
     let engine = "fault"
-    let capabilities = ["backup.full", "restore"]
+    let capabilities = ["backup.full", "restore", "capture"]
 
     /// options: artifacts = "name:size:chunker,...", seed = N, fault = none | crash-after:N |
     /// hang-after:N | garbage-after:N | error-after:N (N bytes into the backup).
@@ -69,6 +69,37 @@ struct FaultPlugin: EnginePlugin {
             }
         }
         return RestoreDone(positions: ["bytes": "\(total)"])
+    }
+}
+
+extension FaultPlugin {
+    /// A log of numbered entries: log N is `log_size` bytes generated from seed N, so the
+    /// same log sent again is the same content. options: logs = how many logs a capture
+    /// with follow = false stores (default 3); log_size (default 10000); log_every_ms: with
+    /// follow, a log every so often (default 20); quiet_ms: with follow, after the first log
+    /// send nothing but `alive` for this long; altered = N: log N has other content (a
+    /// conflict with a copy already stored); fail_at = N: fail while sending log N.
+    /// Resumes after `last.positions.seq`.
+    func capture(_ request: CaptureRequest, into sink: LogSink) throws {
+        let option = { (key: String, fallback: Int) in Int(request.options[key] ?? "") ?? fallback }
+        let first = (request.last?.positions["seq"].flatMap { Int($0) } ?? 0) + 1
+        let count = option("logs", 3), size = option("log_size", 10000), every = option("log_every_ms", 20)
+        var seq = first
+        while request.follow || seq < first + count {
+            if seq == option("fail_at", -1) { throw FaultError.injected }
+            var bytes = TestBytes(seed: UInt64(seq) + (seq == option("altered", -1) ? 1000 : 0))
+            try sink.artifact(name: "log", chunker: "whole") { try $0.write(bytes.bytes(size)) }
+            try sink.commit(positions: ["log": String(format: "log-%06d", seq), "seq": String(seq)])
+            if request.follow {
+                let quiet = seq == first ? option("quiet_ms", 0) : 0
+                let until = Date().addingTimeInterval(Double(max(quiet, every)) / 1000)
+                while Date() < until {
+                    try sink.alive()
+                    usleep(10_000)
+                }
+            }
+            seq += 1
+        }
     }
 }
 

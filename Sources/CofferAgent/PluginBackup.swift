@@ -64,7 +64,7 @@ extension PluginJob {
         }
     }
 
-    private func makeSession(for request: BackupRequest) throws -> BackupSession {
+    func makeSession(for request: BackupRequest) throws -> BackupSession {
         // A log (one WAL segment) is unique content: reading the whole index to dedupe it
         // would cost more than it could save on every archive_command call.
         let isLog = request.kind == "log"
@@ -90,20 +90,10 @@ extension PluginJob {
             guard let frame = try frames.next() else { throw ProtocolError.closed }
             switch try Wire.type(of: frame) {
             case "artifact.begin":
-                let begin = try Wire.decode(ArtifactBegin.self, from: frame)
-                let spec: ChunkerSpec
-                do {
-                    spec = try ChunkerSpec(parsing: begin.chunker ?? "cdc")
-                } catch {
-                    throw ProtocolError.malformed("artifact \(begin.name): \(error)")
-                }
-                let feed = DataFeed(frames: frames, name: begin.name)
                 let base = artifacts.reduce(Int64(0)) { $0 + $1.size }
                 var overall: (@Sendable (Int64) -> Void)?
                 if let progress { overall = { progress(base + $0) } }
-                let artifact = try session.store(name: begin.name, chunker: spec, progress: overall, read: feed.read)
-                try feed.checkEnd(size: artifact.size)
-                artifacts.append(artifact)
+                artifacts.append(try receiveArtifact(frame, session: session, frames: frames, progress: overall))
             case "done":
                 let done = try Wire.decode(BackupDone.self, from: frame)
                 let manifest = Manifest(source: request.source, engine: engine, kind: request.kind,
@@ -120,6 +110,25 @@ extension PluginJob {
                 throw ProtocolError.malformed("unexpected \(other) message during a backup")
             }
         }
+    }
+}
+
+extension PluginJob {
+    /// Stores the artifact that `begin` (an `artifact.begin` frame) opens, from its data
+    /// frames up to its `artifact.end`.
+    func receiveArtifact(_ begin: Frame, session: BackupSession, frames: FrameQueue,
+                         progress: (@Sendable (Int64) -> Void)?) throws -> Artifact {
+        let begin = try Wire.decode(ArtifactBegin.self, from: begin)
+        let spec: ChunkerSpec
+        do {
+            spec = try ChunkerSpec(parsing: begin.chunker ?? "cdc")
+        } catch {
+            throw ProtocolError.malformed("artifact \(begin.name): \(error)")
+        }
+        let feed = DataFeed(frames: frames, name: begin.name)
+        let artifact = try session.store(name: begin.name, chunker: spec, progress: progress, read: feed.read)
+        try feed.checkEnd(size: artifact.size)
+        return artifact
     }
 }
 

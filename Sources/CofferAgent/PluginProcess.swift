@@ -94,6 +94,7 @@ public final class PluginProcess: @unchecked Sendable {
         input = stdin.write
         output = stdout.read
         reader = FrameReader(fd: output, timeout: timeout)
+        reader.dropsAlive = true
         writer = FrameWriter(fd: input)
         let tail = logTail, drained = logDrained, errFD = stderr.read
         let thread = Thread {
@@ -162,6 +163,11 @@ public final class PluginProcess: @unchecked Sendable {
 
     public func kill() {
         state.withLock { if $0.status == nil { _ = Glibc.kill(pid, SIGKILL) } }
+    }
+
+    /// Asks the plugin to stop (SIGTERM): how a following capture is ended.
+    public func terminate() {
+        state.withLock { if $0.status == nil { _ = Glibc.kill(pid, SIGTERM) } }
     }
 
     /// Waits for the plugin to exit and describes how it did.

@@ -36,10 +36,19 @@ struct Backup: ParsableCommand {
             let vault = try options.open()
             let path = try PluginLocator.find(engine: source.engine)
             let plugin = try PluginProcess(path: path, timeout: source.pluginTimeout) { Terminal.note("\(source.engine): \($0)") }
+            let software = "coffer \(Coffer.configuration.version)"
+            if kind == "log" {
+                // Engines that pull their log store everything the server has now, as many
+                // logs as that is (closed binlogs, the oplog up to now).
+                try plugin.handshake(engine: source.engine, software: software)
+                if plugin.hello?.capabilities?.contains("capture") == true {
+                    return try captureLogs(PluginJob(vault: vault, plugin: plugin, engine: source.engine), source: source)
+                }
+            }
             let progress = ProgressLine("backed up")
             let request = BackupRequest(source: source.name, kind: kind, options: source.options)
             let id = try PluginJob(vault: vault, plugin: plugin, engine: source.engine)
-                .backup(request, software: "coffer \(Coffer.configuration.version)") { progress.update(bytes: $0) }
+                .backup(request, software: software) { progress.update(bytes: $0) }
             progress.finish()
             let manifest = try vault.readManifest(id: id)
             if json {
@@ -53,6 +62,20 @@ struct Backup: ParsableCommand {
             } else {
                 print(id)
             }
+        }
+    }
+
+    private func captureLogs(_ job: PluginJob, source: CofferConfig.Source) throws {
+        var logs: [CapturedLogLine] = []
+        try CaptureRun(job: job, source: source).run(follow: false) { log in
+            logs.append(CapturedLogLine(log))
+            if !json { print(CapturedLogLine(log).text) }
+        }
+        if json {
+            struct Out: Encodable { let source: String, engine: String, kind: String, logs: [CapturedLogLine] }
+            try Terminal.printJSON(Out(source: source.name, engine: source.engine, kind: "log", logs: logs))
+        } else {
+            Terminal.note("stored \(logs.count) log\(logs.count == 1 ? "" : "s")")
         }
     }
 }

@@ -11,11 +11,18 @@ public protocol EnginePlugin: Sendable {
     func restore(_ request: RestoreRequest, from source: ArtifactSource) throws -> RestoreDone
     /// Windows, problems and restore plans of a source's chain (engines with a log).
     func chain(_ request: ChainRequest) throws -> ChainReport
+    /// Stores the source's log as it is written, one `sink.commit` per log (capability
+    /// "capture"). Returns, when `request.follow` is false, once all there is is stored.
+    func capture(_ request: CaptureRequest, into sink: LogSink) throws
 }
 
 extension EnginePlugin {
     public func chain(_ request: ChainRequest) throws -> ChainReport {
         throw ProtocolError.peerFailed("the \(engine) plugin keeps no log chain")
+    }
+
+    public func capture(_ request: CaptureRequest, into sink: LogSink) throws {
+        throw ProtocolError.peerFailed("the \(engine) plugin does not capture a log")
     }
 }
 
@@ -214,6 +221,10 @@ public enum PluginRunner {
                 try writer.send(done)
             case "chain":
                 try writer.send(try plugin.chain(try Wire.decode(ChainRequest.self, from: frame)))
+            case "capture":
+                let request = try Wire.decode(CaptureRequest.self, from: frame)
+                try plugin.capture(request, into: LogSink(writer: writer, reader: reader))
+                try writer.send(CaptureDone())
             case let other:
                 throw ProtocolError.malformed("unexpected \(other) message")
             }

@@ -48,6 +48,9 @@ public enum ProtocolError: Error, CustomStringConvertible, Equatable {
 public final class FrameReader: @unchecked Sendable {
     private let fd: Int32
     public var timeout: Double?
+    /// Drops `alive` messages (the agent's side: they only prove the plugin is working,
+    /// which reading them already did by resetting the timeout).
+    public var dropsAlive = false
     private var buffer = [UInt8](repeating: 0, count: 1 << 16)
     private var start = 0
     private var end = 0
@@ -59,6 +62,15 @@ public final class FrameReader: @unchecked Sendable {
 
     /// The next frame, or nil at a clean end of stream (between frames).
     public func next() throws -> Frame? {
+        while true {
+            guard let frame = try nextFrame() else { return nil }
+            // Short control frames only: `alive` is 16 bytes of JSON, give or take spaces.
+            if dropsAlive, frame.kind == .control, frame.payload.count < 64, (try? Wire.type(of: frame)) == "alive" { continue }
+            return frame
+        }
+    }
+
+    private func nextFrame() throws -> Frame? {
         guard try ensure(Frame.headerSize, cleanEOFAllowed: true) else { return nil }
         guard let kind = Frame.Kind(rawValue: buffer[start]) else {
             throw ProtocolError.malformed("unknown frame kind \(buffer[start])")

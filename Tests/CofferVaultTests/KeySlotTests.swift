@@ -77,7 +77,7 @@ extension KeySlotTests {
         let other = NSTemporaryDirectory() + "coffer-init-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: other) }
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: other + "/notes.txt", contents: Data("mine".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: other + "/notes.txt", contents: Data("mine".utf8)))
         XCTAssertThrowsError(try Vault.create(backend: LocalBackend(path: other), secret: .passphrase([1]))) {
             XCTAssertEqual($0 as? VaultError, .alreadyExists(path: other))
         }
