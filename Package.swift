@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "CofferDaemonTests", dependencies: [
             "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
     ],

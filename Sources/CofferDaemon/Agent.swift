@@ -87,6 +87,13 @@ public actor Agent {
 
     // MARK: status
 
+    /// Whether the scheduler has handled the clock's time `at` and nothing runs or waits
+    /// for a slot (tests driving a manual clock wait for this).
+    public func isIdle(at: Date) -> Bool {
+        guard let lastTick, lastTick >= at else { return false }
+        return children.keys.allSatisfy { $0.hasSuffix("/capture") } && queue.isEmpty
+    }
+
     public func status() -> AgentStatus {
         let now = clock.now()
         var list = specs.compactMap { jobs[$0.id] }
