@@ -51,6 +51,8 @@ public actor Agent {
     private var lagAlerted: Set<String> = []
     /// The agent clock's time the scheduler last woke (tests wait on it).
     public private(set) var lastTick: Date?
+    /// The deadline the loop sleeps until, while it sleeps.
+    private var sleepingUntil: Date?
 
     public init(config: CofferConfig, options: Options, clock: any AgentClock = SystemClock()) throws {
         self.config = config
@@ -90,7 +92,9 @@ public actor Agent {
     /// Whether the scheduler has handled the clock's time `at` and nothing runs or waits
     /// for a slot (tests driving a manual clock wait for this).
     public func isIdle(at: Date) -> Bool {
-        guard let lastTick, lastTick >= at else { return false }
+        // Handled: ticked at or after it, or asleep until later (nothing due by then).
+        let handled = (lastTick.map { $0 >= at } ?? false) || (sleepingUntil.map { $0 > at } ?? false)
+        guard handled else { return false }
         return children.keys.allSatisfy { $0.hasSuffix("/capture") } && queue.isEmpty
     }
 
@@ -149,6 +153,8 @@ public actor Agent {
         while !stopping {
             tick()
             let deadline = nextDeadline()
+            sleepingUntil = deadline
+            defer { sleepingUntil = nil }
             let clock = self.clock, waker = self.waker
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await clock.sleep(until: deadline) }
