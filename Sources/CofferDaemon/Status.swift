@@ -83,14 +83,35 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public static var encoder: JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        e.dateEncodingStrategy = .iso8601
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Self.timestamp(date))
+        }
         e.keyEncodingStrategy = .convertToSnakeCase
         return e
     }
 
+    /// ISO 8601 in UTC, with milliseconds when the time has them (the metrics carry them too).
+    public static func timestamp(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        if date.timeIntervalSince1970.rounded(.down) != date.timeIntervalSince1970 {
+            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        }
+        return f.string(from: date)
+    }
+
     public static var decoder: JSONDecoder {
         let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
+        d.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            let f = ISO8601DateFormatter()
+            if let date = f.date(from: text) { return date }
+            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            guard let date = f.date(from: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an ISO 8601 time: \(text)"))
+            }
+            return date
+        }
         d.keyDecodingStrategy = .convertFromSnakeCase
         return d
     }
