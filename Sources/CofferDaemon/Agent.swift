@@ -396,12 +396,13 @@ public actor Agent {
             jobs[id] = job
             return
         }
-        Log.line("\(id): failed (\(message)) after \(attempt) attempt\(attempt == 1 ? "" : "s"); giving up until its next scheduled run")
         if spec.kind == .capture {
             // Capture must keep running: keep trying at the longest delay.
             job.retryAt = now.addingTimeInterval(settings.retryMaxDelay)
+            Log.line("\(id): failed (\(message)) after \(attempt) attempt\(attempt == 1 ? "" : "s"); trying again every \(Int(settings.retryMaxDelay)) s")
         } else {
             job.retryAt = nil
+            Log.line("\(id): failed (\(message)) after \(attempt) attempt\(attempt == 1 ? "" : "s"); giving up until its next scheduled run")
         }
         job.failedAttempts = 0
         jobs[id] = job
