@@ -126,12 +126,16 @@ public struct StateStore: Sendable {
 
     public init(directory: String) { self.directory = directory }
 
-    /// The state directory: [agent] state_dir, else /var/lib/coffer for root, else
-    /// $XDG_STATE_HOME/coffer or ~/.local/state/coffer.
+    /// The state directory: [agent] state_dir, else $STATE_DIRECTORY (systemd's
+    /// StateDirectory=), else /var/lib/coffer for root, else $XDG_STATE_HOME/coffer or
+    /// ~/.local/state/coffer.
     public static func directory(configured: String?) -> String {
         if let configured { return configured }
-        if getuid() == 0 { return "/var/lib/coffer" }
         let env = ProcessInfo.processInfo.environment
+        if let systemd = env["STATE_DIRECTORY"], !systemd.isEmpty {
+            return String(systemd.split(separator: ":").first ?? Substring(systemd))
+        }
+        if getuid() == 0 { return "/var/lib/coffer" }
         if let xdg = env["XDG_STATE_HOME"], !xdg.isEmpty { return xdg + "/coffer" }
         return (env["HOME"] ?? NSHomeDirectory()) + "/.local/state/coffer"
     }
