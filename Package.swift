@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "CofferDaemonTests", dependencies: [
-            "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer",
+            "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer-postgres", "coffer",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
