@@ -53,6 +53,13 @@ public actor Agent {
     public private(set) var lastTick: Date?
     /// The deadline the loop sleeps until, while it sleeps.
     private var sleepingUntil: Date?
+    /// Something changed what is due since the last tick (a job ended); the loop was poked.
+    private var needsTick = false
+
+    private func wake() {
+        needsTick = true
+        waker.poke()
+    }
 
     public init(config: CofferConfig, options: Options, clock: any AgentClock = SystemClock()) throws {
         self.config = config
@@ -94,7 +101,7 @@ public actor Agent {
     public func isIdle(at: Date) -> Bool {
         // Handled: ticked at or after it, or asleep until later (nothing due by then).
         let handled = (lastTick.map { $0 >= at } ?? false) || (sleepingUntil.map { $0 > at } ?? false)
-        guard handled else { return false }
+        guard handled && !needsTick else { return false }
         return children.keys.allSatisfy { $0.hasSuffix("/capture") } && queue.isEmpty
     }
 
@@ -171,6 +178,7 @@ public actor Agent {
 
     /// One pass: start what is due, retry what waited long enough, check staleness and lag.
     private func tick() {
+        needsTick = false
         let now = clock.now()
         for spec in specs {
             guard let schedule = spec.schedule else { continue }
@@ -302,7 +310,7 @@ public actor Agent {
         lagAlerted.remove(id)
         metrics.countLog(source: job.source)
         persist()
-        waker.poke()
+        wake()
         return ""
     }
 
@@ -320,7 +328,7 @@ public actor Agent {
         jobs[id] = job
         defer {
             persist()
-            waker.poke()
+            wake()
         }
         if stopping {
             jobs[id]!.lastResult = end.succeeded ? "ok" : "stopped"
@@ -484,7 +492,7 @@ public actor Agent {
         Log.line("shutting down: \(children.count) job\(children.count == 1 ? "" : "s") running")
         stopping = true
         queue = []
-        waker.poke()
+        wake()
     }
 
     /// SIGTERM to every running job's process group; SIGKILL to what is left after the grace period.
