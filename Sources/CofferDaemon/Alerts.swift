@@ -43,7 +43,6 @@ struct WebhookSender: Sendable {
         guard !urls.isEmpty else { return false }
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
-        encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys]
         guard let body = try? encoder.encode(alert) else { return false }
         var all = true

@@ -39,6 +39,11 @@ public struct JobSpec: Sendable {
         var jobs: [JobSpec] = []
         for source in config.sources.values.sorted(by: { $0.name < $1.name }) {
             let s = source.schedule
+            // A scheduled log backup of a capturing engine is a second capture of the same
+            // source: both would resume from the same last log (decision 011).
+            if source.capture && s.log != nil {
+                throw CronError("source.\(source.name): capture = true already stores its logs continuously; remove schedule.log")
+            }
             var zone = agentZone
             if let name = s.timeZone {
                 guard let z = TimeZone(identifier: name) else {

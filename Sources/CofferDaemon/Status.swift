@@ -87,7 +87,6 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             var c = encoder.singleValueContainer()
             try c.encode(Self.timestamp(date))
         }
-        e.keyEncodingStrategy = .convertToSnakeCase
         return e
     }
 
@@ -112,7 +111,6 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             }
             return date
         }
-        d.keyDecodingStrategy = .convertFromSnakeCase
         return d
     }
 }

@@ -29,7 +29,6 @@ final class AgentConfigTests: XCTestCase {
         [source.pg.schedule]
         full = "0 2 * * sun"
         incremental = "0 2 * * mon-sat"
-        log = "*/5 * * * *"
         verify = "30 3 * * *"
         prune = "0 4 * * *"
         time_zone = "America/New_York"
@@ -56,7 +55,7 @@ final class AgentConfigTests: XCTestCase {
         // Agent keys never reach the plugin.
         XCTAssertEqual(pg.options, ["pgdata": "/srv/pg"])
         let plan = try JobSpec.plan(config)
-        XCTAssertEqual(plan.map(\.id), ["pg/full", "pg/incremental", "pg/log", "pg/verify", "pg/prune", "pg/capture"])
+        XCTAssertEqual(plan.map(\.id), ["pg/full", "pg/incremental", "pg/verify", "pg/prune", "pg/capture"])
         XCTAssertEqual(plan[0].schedule?.timeZone.identifier, "America/New_York")
     }
 
@@ -87,6 +86,7 @@ final class AgentConfigTests: XCTestCase {
             ("[source.a]\nengine = \"x\"\n[source.a.schedule]\nweekly = \"* * * * *\"", "unknown key source.a.schedule.weekly"),
             ("[source.a]\nengine = \"x\"\n[source.a.schedule]\nfull = \"61 * * * *\"", "source.a.schedule.full: '61 * * * *': minute field '61'"),
             ("[source.a]\nengine = \"x\"\n[source.a.schedule]\ntime_zone = \"Nowhere\"", "source.a.schedule.time_zone: unknown time zone 'Nowhere'"),
+            ("[source.a]\nengine = \"x\"\ncapture = true\n[source.a.schedule]\nlog = \"* * * * *\"", "capture = true already stores its logs continuously; remove schedule.log"),
         ]
         for (text, expected) in cases {
             let m = message(text)

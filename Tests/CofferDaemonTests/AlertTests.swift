@@ -47,7 +47,7 @@ final class AlertTests: XCTestCase {
         let alert = receiver.alerts[0]
         XCTAssertEqual(alert["type"] as? String, "capture_lag")
         XCTAssertEqual(alert["source"] as? String, "stream")
-        XCTAssertEqual(alert["lag_seconds"] as? Double, 121)
+        XCTAssertEqual(alert["lagSeconds"] as? Double, 121)
         capture = await job(agent, "stream/capture")
         XCTAssertEqual(capture.captureLag, 121)
         // Shutdown stops the capture cleanly; nothing but whole logs in the vault.

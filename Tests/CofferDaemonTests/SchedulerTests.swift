@@ -183,7 +183,7 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(alert["source"] as? String, "bad")
         XCTAssertEqual(alert["kind"] as? String, "full")
         XCTAssertEqual(alert["attempts"] as? Int, 3)
-        XCTAssertEqual(alert["exit_code"] as? Int, 20)
+        XCTAssertEqual(alert["exitCode"] as? Int, 20)
         XCTAssertEqual(alert["time"] as? String, "2026-11-26T10:00:25Z")
         let log = (alert["log"] as? [String] ?? []).joined(separator: "\n")
         XCTAssertTrue(log.contains("coffer-fault stopped unexpectedly (killed by signal 6)"), log)

@@ -86,7 +86,7 @@ final class VerifyGapTests: XCTestCase {
         let alert = receiver.alerts[0]
         XCTAssertEqual(alert["type"] as? String, "verify_gap")
         XCTAssertEqual(alert["source"] as? String, "main")
-        XCTAssertEqual(alert["exit_code"] as? Int, 23)
+        XCTAssertEqual(alert["exitCode"] as? Int, 23)
         let problems = alert["problems"] as? [[String: String]] ?? []
         XCTAssertTrue(problems.contains { ($0["detail"] ?? "").contains(lost) || $0["log"] == lost }, "\(lost) in \(problems)")
         let verify = await agent.status().jobs.first { $0.id == "main/verify" }!
