@@ -48,6 +48,44 @@ public struct JobStatus: Codable, Sendable, Equatable {
     }
 
     public var id: String { "\(source)/\(kind)" }
+
+    enum CodingKeys: String, CodingKey {
+        case source, kind, schedule, nextRun, running, pid, startedAt, lastRun, lastResult, lastSuccess, lastDuration
+        case lastExitCode, lastError, lastBackup, bytesRead, bytesStored, reductionRatio, failedAttempts, retryAt
+        case runs, failures, skipped, stale, logsCommitted, lastLog, lastCommitAt, captureLag
+    }
+
+    /// Keys missing from an older state file take their defaults: an upgrade keeps the history.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        source = try c.decode(String.self, forKey: .source)
+        kind = try c.decode(String.self, forKey: .kind)
+        schedule = try c.decodeIfPresent(String.self, forKey: .schedule)
+        nextRun = try c.decodeIfPresent(Date.self, forKey: .nextRun)
+        running = try c.decodeIfPresent(Bool.self, forKey: .running) ?? false
+        pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
+        startedAt = try c.decodeIfPresent(Date.self, forKey: .startedAt)
+        lastRun = try c.decodeIfPresent(Date.self, forKey: .lastRun)
+        lastResult = try c.decodeIfPresent(String.self, forKey: .lastResult)
+        lastSuccess = try c.decodeIfPresent(Date.self, forKey: .lastSuccess)
+        lastDuration = try c.decodeIfPresent(Double.self, forKey: .lastDuration)
+        lastExitCode = try c.decodeIfPresent(Int32.self, forKey: .lastExitCode)
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        lastBackup = try c.decodeIfPresent(String.self, forKey: .lastBackup)
+        bytesRead = try c.decodeIfPresent(Int64.self, forKey: .bytesRead)
+        bytesStored = try c.decodeIfPresent(Int64.self, forKey: .bytesStored)
+        reductionRatio = try c.decodeIfPresent(Double.self, forKey: .reductionRatio)
+        failedAttempts = try c.decodeIfPresent(Int.self, forKey: .failedAttempts) ?? 0
+        retryAt = try c.decodeIfPresent(Date.self, forKey: .retryAt)
+        runs = try c.decodeIfPresent(Int.self, forKey: .runs) ?? 0
+        failures = try c.decodeIfPresent(Int.self, forKey: .failures) ?? 0
+        skipped = try c.decodeIfPresent(Int.self, forKey: .skipped) ?? 0
+        stale = try c.decodeIfPresent(Bool.self, forKey: .stale) ?? false
+        logsCommitted = try c.decodeIfPresent(Int.self, forKey: .logsCommitted)
+        lastLog = try c.decodeIfPresent(String.self, forKey: .lastLog)
+        lastCommitAt = try c.decodeIfPresent(Date.self, forKey: .lastCommitAt)
+        captureLag = try c.decodeIfPresent(Double.self, forKey: .captureLag)
+    }
 }
 
 /// A delivered (or attempted) alert, as kept in the status.
