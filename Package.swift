@@ -11,6 +11,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // The agent daemon: HTTP status + metrics, Prometheus exposition.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System C libraries: OpenSSL's libcrypto (AES-GCM, SHA-256, scrypt) and libzstd.
@@ -28,7 +34,7 @@ let package = Package(
 
         // The `coffer` command line: one file per command, no domain logic.
         .target(name: "CofferCLI", dependencies: [
-            "CofferVault", "CofferAgent",
+            "CofferVault", "CofferAgent", "CofferDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coffer", dependencies: ["CofferCLI"]),
@@ -41,6 +47,16 @@ let package = Package(
         .target(name: "CofferAgent", dependencies: [
             "CofferVault", "CofferPluginProtocol",
             .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+
+        // `coffer agent`: schedules, supervises `coffer` child jobs, alerts, serves status and metrics.
+        .target(name: "CofferDaemon", dependencies: [
+            "CofferAgent",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // Engine plugins: one folder each under Plugins/, one executable each.
@@ -61,6 +77,11 @@ let package = Package(
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferFixtures"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
+        .testTarget(name: "CofferDaemonTests", dependencies: [
+            "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer-postgres", "coffer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
         .testTarget(name: "MySQLPluginTests", dependencies: ["CofferFixtures", "coffer-mysql", "coffer"]),
         .testTarget(name: "MongoDBPluginTests", dependencies: ["CofferMongoDB", "CofferFixtures", "coffer-mongodb", "coffer"]),

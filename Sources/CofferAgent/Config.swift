@@ -18,10 +18,70 @@ public struct CofferConfig: Sendable, Equatable {
         public var pluginTimeout: Double
         /// Every other key, as a string, for the plugin.
         public var options: [String: String]
+        /// When `coffer agent` runs this source's jobs ([source.NAME.schedule]).
+        public var schedule = Schedule()
+        /// Whether `coffer agent` keeps `coffer capture` running for this source.
+        public var capture = false
+
+        public init(name: String, engine: String, pluginTimeout: Double, options: [String: String],
+                    schedule: Schedule = Schedule(), capture: Bool = false) {
+            self.name = name
+            self.engine = engine
+            self.pluginTimeout = pluginTimeout
+            self.options = options
+            self.schedule = schedule
+            self.capture = capture
+        }
+    }
+
+    /// Cron expressions (5 fields) for the agent's jobs of one source; nil = never.
+    public struct Schedule: Sendable, Equatable {
+        public var full: String?
+        public var incremental: String?
+        public var log: String?
+        public var verify: String?
+        public var prune: String?
+        /// IANA zone the expressions are read in; nil = [agent] time_zone.
+        public var timeZone: String?
+        public init() {}
+        static let keys = ["full", "incremental", "log", "verify", "prune", "time_zone"]
+    }
+
+    /// The [agent] section: how `coffer agent` runs (docs/config.md, docs/agent.md).
+    public struct AgentSettings: Sendable, Equatable {
+        /// host:port for the HTTP status and metrics endpoints; "" = no HTTP server.
+        public var listen = "127.0.0.1:9466"
+        /// Lock file and persisted state; nil = /var/lib/coffer (root) or ~/.local/state/coffer.
+        public var stateDir: String?
+        /// IANA zone for schedules without their own; nil = the system's zone.
+        public var timeZone: String?
+        public var maxConcurrentJobs = 2
+        /// Seconds between SIGTERM to running jobs and SIGKILL, at shutdown.
+        public var shutdownGrace: Double = 60
+        public var webhooks: [String] = []
+        /// Attempts per alert delivery (first try included).
+        public var webhookAttempts = 5
+        /// Seconds past a scheduled run before a source without a good backup since is stale.
+        public var staleGrace: Double = 3600
+        /// Seconds without a committed log before a running capture is behind.
+        public var captureLag: Double = 300
+        /// Retries after a failed job (0 = none), with exponential backoff.
+        public var retryAttempts = 3
+        public var retryDelay: Double = 30
+        public var retryMaxDelay: Double = 900
+        /// On start, run at once each job whose last scheduled time passed without a success.
+        public var catchUp = true
+        /// The coffer executable jobs run; nil = the one running the agent.
+        public var coffer: String?
+        public init() {}
+        static let keys = ["listen", "state_dir", "time_zone", "max_concurrent_jobs", "shutdown_grace", "webhooks",
+                           "webhook_attempts", "stale_grace", "capture_lag", "retry_attempts", "retry_delay",
+                           "retry_max_delay", "catch_up", "coffer"]
     }
 
     public var vault = VaultSettings()
     public var sources: [String: Source] = [:]
+    public var agent = AgentSettings()
 
     public init() {}
 
@@ -42,8 +102,12 @@ public struct CofferConfig: Sendable, Equatable {
             throw VaultError.invalidArgument("\(origin): \(error)")
         }
         var config = CofferConfig()
-        for key in table.keys where !["vault", "source"].contains(key) {
-            throw VaultError.invalidArgument("\(origin): unknown section or key '\(key)' (expected [vault] and [source.NAME])")
+        for key in table.keys where !["vault", "source", "agent"].contains(key) {
+            throw VaultError.invalidArgument("\(origin): unknown section or key '\(key)' (expected [vault], [source.NAME] and [agent])")
+        }
+        if let agent = table["agent"] {
+            guard let a = agent.table else { throw VaultError.invalidArgument("\(origin): 'agent' must be a table") }
+            config.agent = try parseAgent(a, origin)
         }
         if let vault = table["vault"] {
             guard let v = vault.table else { throw VaultError.invalidArgument("\(origin): 'vault' must be a table") }
@@ -65,8 +129,19 @@ public struct CofferConfig: Sendable, Equatable {
                 }
                 var timeout = 300.0
                 var options: [String: String] = [:]
+                var schedule = Schedule()
+                var capture = false
                 for key in t.keys where key != "engine" {
                     let value = t[key]!
+                    if key == "schedule" {
+                        schedule = try parseSchedule(value, in: "source.\(name).schedule", origin)
+                        continue
+                    }
+                    if key == "capture" {
+                        guard let b = value.bool else { throw VaultError.invalidArgument("\(origin): source.\(name).capture must be true or false") }
+                        capture = b
+                        continue
+                    }
                     if key == "plugin_timeout" {
                         guard let seconds = value.double ?? value.int.map(Double.init), seconds > 0 else {
                             throw VaultError.invalidArgument("\(origin): source.\(name).plugin_timeout must be a positive number of seconds")
@@ -86,7 +161,8 @@ public struct CofferConfig: Sendable, Equatable {
                         throw VaultError.invalidArgument("\(origin): source.\(name).\(key) must be a string, number or boolean")
                     }
                 }
-                config.sources[name] = Source(name: name, engine: engine, pluginTimeout: timeout, options: options)
+                config.sources[name] = Source(name: name, engine: engine, pluginTimeout: timeout, options: options,
+                                              schedule: schedule, capture: capture)
             }
         }
         return config
@@ -98,6 +174,85 @@ public struct CofferConfig: Sendable, Equatable {
             throw VaultError.invalidArgument("no source '\(name)' in the config file\(known.isEmpty ? "" : " (it has: \(known))")")
         }
         return source
+    }
+
+    private static func parseSchedule(_ value: TOMLValueConvertible, in section: String, _ origin: String) throws -> Schedule {
+        guard let t = value.table else { throw VaultError.invalidArgument("\(origin): \(section) must be a table") }
+        for key in t.keys where !Schedule.keys.contains(key) {
+            throw VaultError.invalidArgument("\(origin): unknown key \(section).\(key) (expected \(Schedule.keys.joined(separator: ", ")))")
+        }
+        var s = Schedule()
+        s.full = try string(t, "full", in: section, origin)
+        s.incremental = try string(t, "incremental", in: section, origin)
+        s.log = try string(t, "log", in: section, origin)
+        s.verify = try string(t, "verify", in: section, origin)
+        s.prune = try string(t, "prune", in: section, origin)
+        s.timeZone = try string(t, "time_zone", in: section, origin)
+        if let zone = s.timeZone, TimeZone(identifier: zone) == nil {
+            throw VaultError.invalidArgument("\(origin): \(section).time_zone: unknown time zone '\(zone)' (use an IANA name like Europe/Berlin)")
+        }
+        return s
+    }
+
+    private static func parseAgent(_ t: TOMLTable, _ origin: String) throws -> AgentSettings {
+        for key in t.keys where !AgentSettings.keys.contains(key) {
+            throw VaultError.invalidArgument("\(origin): unknown key agent.\(key) (expected \(AgentSettings.keys.joined(separator: ", ")))")
+        }
+        func number(_ key: String, positive: Bool = true) throws -> Double? {
+            guard let v = t[key] else { return nil }
+            guard let n = v.double ?? v.int.map(Double.init), positive ? n > 0 : n >= 0 else {
+                throw VaultError.invalidArgument("\(origin): agent.\(key) must be a \(positive ? "positive" : "non-negative") number")
+            }
+            return n
+        }
+        func integer(_ key: String, minimum: Int) throws -> Int? {
+            guard let v = t[key] else { return nil }
+            guard let n = v.int, n >= minimum else {
+                throw VaultError.invalidArgument("\(origin): agent.\(key) must be a whole number of at least \(minimum)")
+            }
+            return n
+        }
+        var a = AgentSettings()
+        if let listen = try string(t, "listen", in: "agent", origin) {
+            if !listen.isEmpty {
+                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                      (0...65535).contains(port), colon != listen.startIndex else {
+                    throw VaultError.invalidArgument("\(origin): agent.listen must be HOST:PORT (e.g. 127.0.0.1:9466), or \"\" for no HTTP server")
+                }
+            }
+            a.listen = listen
+        }
+        a.stateDir = try string(t, "state_dir", in: "agent", origin)
+        a.timeZone = try string(t, "time_zone", in: "agent", origin)
+        if let zone = a.timeZone, TimeZone(identifier: zone) == nil {
+            throw VaultError.invalidArgument("\(origin): agent.time_zone: unknown time zone '\(zone)' (use an IANA name like Europe/Berlin)")
+        }
+        a.coffer = try string(t, "coffer", in: "agent", origin)
+        if let v = t["webhooks"] {
+            if let one = v.string {
+                a.webhooks = [one]
+            } else if let list = v.array, list.allSatisfy({ $0.string != nil }) {
+                a.webhooks = list.map { $0.string! }
+            } else {
+                throw VaultError.invalidArgument("\(origin): agent.webhooks must be a URL or a list of URLs")
+            }
+            for url in a.webhooks where !(url.hasPrefix("http://") || url.hasPrefix("https://")) || URL(string: url) == nil {
+                throw VaultError.invalidArgument("\(origin): agent.webhooks: '\(url)' is not an http(s) URL")
+            }
+        }
+        if let v = t["catch_up"] {
+            guard let b = v.bool else { throw VaultError.invalidArgument("\(origin): agent.catch_up must be true or false") }
+            a.catchUp = b
+        }
+        if let n = try integer("max_concurrent_jobs", minimum: 1) { a.maxConcurrentJobs = n }
+        if let n = try integer("webhook_attempts", minimum: 1) { a.webhookAttempts = n }
+        if let n = try integer("retry_attempts", minimum: 0) { a.retryAttempts = n }
+        if let n = try number("shutdown_grace") { a.shutdownGrace = n }
+        if let n = try number("stale_grace", positive: false) { a.staleGrace = n }
+        if let n = try number("capture_lag") { a.captureLag = n }
+        if let n = try number("retry_delay") { a.retryDelay = n }
+        if let n = try number("retry_max_delay") { a.retryMaxDelay = n }
+        return a
     }
 
     private static func string(_ table: TOMLTable, _ key: String, in section: String, _ origin: String) throws -> String? {

@@ -16,7 +16,9 @@ public struct Coffer: ParsableCommand {
         restorable windows, 23 verify found a gap, duplicate or corrupt log.
         """,
         version: "0.1.0",
-        subcommands: [VaultCommand.self, Backup.self, Restore.self, Verify.self, WalPush.self, WalFetch.self, Capture.self, Put.self, Get.self, Backups.self]
+        subcommands: [VaultCommand.self, Backup.self, Restore.self, Verify.self, WalPush.self, WalFetch.self, Capture.self, Put.self, Get.self, Backups.self,
+                      AgentCommand.self,
+                      Status.self]
     )
 
     public init() {}
