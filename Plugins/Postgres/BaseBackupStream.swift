@@ -27,6 +27,11 @@ final class BaseBackupStream: ByteSource {
     /// A message that began the next part, read while looking for the current part's end.
     private var lookahead: (type: UInt8, payload: [UInt8])?
     private var copyDone = false
+    /// The first result after the COPY, read when it ended (to report a server's error
+    /// right away rather than as a stream cut short).
+    private var afterCopy: OpaquePointer?
+
+    deinit { if let afterCopy { PQclear(afterCopy) } }
 
     /// Sends `command` and reads up to the beginning of the archives.
     init(connection: Connection, command: String) throws {
@@ -87,7 +92,8 @@ final class BaseBackupStream: ByteSource {
     func finish() throws -> (stop: LSN, timeline: UInt32) {
         while try nextPart() != nil {}
         var stop: (LSN, UInt32)?
-        while let result = PQgetResult(conn) {
+        while let result = afterCopy ?? PQgetResult(conn) {
+            afterCopy = nil
             defer { PQclear(result) }
             let status = PQresultStatus(result)
             if status == PGRES_TUPLES_OK, PQntuples(result) == 1, PQnfields(result) >= 2,
@@ -107,6 +113,12 @@ final class BaseBackupStream: ByteSource {
         let length = PQgetCopyData(conn, &buffer, 0)
         if length == -1 {
             copyDone = true
+            // The server ends the COPY early when the backup fails (a WAL segment already
+            // removed, the server shutting down): its error comes as the next result.
+            afterCopy = PQgetResult(conn)
+            if let result = afterCopy, PQresultStatus(result) == PGRES_FATAL_ERROR || PQresultStatus(result) == PGRES_BAD_RESPONSE {
+                throw PostgresError("BASE_BACKUP failed: \(String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
             return nil
         }
         guard length > 0, let buffer else {
