@@ -60,7 +60,7 @@ let package = Package(
         ]),
 
         // Engine plugins: one folder each under Plugins/, one executable each.
-        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ", "CCRC32C"], path: "Plugins/Postgres"),
+        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ", "CCRC32C", "CLibCrypto"], path: "Plugins/Postgres"),
         // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
         .target(name: "CCRC32C"),
         .executableTarget(name: "coffer-mysql", dependencies: ["CofferPluginKit", "CMariaDB"], path: "Plugins/MySQL"),

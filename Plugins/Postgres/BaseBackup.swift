@@ -25,6 +25,7 @@ struct BaseBackup {
             throw PostgresError("PostgreSQL \(version) is not supported here (15 or later; pg_backup_start)")
         }
         let segmentSize = UInt64(try connection.value("SELECT setting::bigint * 1 FROM pg_settings WHERE name = 'wal_segment_size'"))!
+        WALReservation.reserve(on: connection)
         let started = Date()
         guard let start = LSN(try connection.value("SELECT pg_backup_start($1, true)::text", ["coffer"])) else {
             throw PostgresError("pg_backup_start returned no LSN")

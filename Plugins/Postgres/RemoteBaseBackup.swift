@@ -29,6 +29,7 @@ struct RemoteBaseBackup {
         for row in try connection.query("SELECT oid::text, spcname FROM pg_tablespace") {
             if let oid = row[0], let name = row[1] { names[oid] = name }
         }
+        WALReservation.reserve(on: connection)
         let started = Date()
         // WAIT false: the backup carries its own WAL, so it need not wait for the archiver.
         let stream = try BaseBackupStream(connection: connection, command: """

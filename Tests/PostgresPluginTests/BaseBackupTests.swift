@@ -58,11 +58,12 @@ final class BaseBackupTests: XCTestCase {
             """)
         let before = try server.sql("SELECT count(*), md5(string_agg(id || payload, ',' ORDER BY id)) FROM ledger")
 
-        // One writer commits rows 20001, 20002, ... one transaction each, until told to stop.
+        // One writer commits rows 20001, 20002, ... one transaction each, until told to stop
+        // (however long the backup takes: its WAL is reserved, so none of it is recycled).
         let writer = Process()
         writer.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
         writer.arguments = ["-X", "-q", "-h", server.socketDirectory, "-U", "postgres", "-d", "postgres", "-c", """
-            DO $$ BEGIN FOR i IN 20001..400000 LOOP
+            DO $$ BEGIN FOR i IN 20001..2000000000 LOOP
               INSERT INTO ledger (id, payload) VALUES (i, md5(i::text)); COMMIT;
               EXIT WHEN EXISTS (SELECT 1 FROM pg_class WHERE relname = 'stop_writer');
             END LOOP; END $$;
