@@ -34,10 +34,16 @@ let package = Package(
 
         // The `coffer` command line: one file per command, no domain logic.
         .target(name: "CofferCLI", dependencies: [
-            "CofferVault", "CofferAgent", "CofferDaemon",
+            "CofferVault", "CofferAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coffer", dependencies: ["CofferCLI"]),
+        // The daemon's executable (`coffer agent` and `coffer status` run it), apart so that
+        // `coffer` loads none of its HTTP and metrics dependencies.
+        .executableTarget(name: "coffer-agent", dependencies: [
+            "CofferDaemon", "CofferAgent", "CofferVault",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // The plugin protocol: frames and messages, shared by the agent and every plugin.
         .target(name: "CofferPluginProtocol"),
@@ -78,7 +84,7 @@ let package = Package(
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "CofferDaemonTests", dependencies: [
-            "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer-postgres", "coffer",
+            "CofferDaemon", "CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer-postgres", "coffer", "coffer-agent",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

@@ -1,7 +1,9 @@
 import ArgumentParser
-import CofferDaemon
 import Foundation
 
+/// `coffer agent` and `coffer status` run `coffer-agent` (next to `coffer`) in this process's
+/// place: the daemon's dependencies stay out of the `coffer` executable, which archive and
+/// restore commands start for every WAL segment.
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
@@ -11,7 +13,8 @@ struct AgentCommand: ParsableCommand {
         every job as a `coffer` child process (backup, verify, prune, capture) on its cron \
         schedule. One agent per state directory (a lock). SIGTERM or SIGINT stops it: no new \
         jobs, SIGTERM to running ones, SIGKILL after agent.shutdown_grace seconds. Serves \
-        /status and /metrics on agent.listen. See docs/agent.md.
+        /status and /metrics on agent.listen. See docs/agent.md. (Runs coffer-agent, found \
+        next to coffer.)
         """
     )
 
@@ -19,27 +22,44 @@ struct AgentCommand: ParsableCommand {
     var config: String?
 
     func run() throws {
-        guard let path = config ?? ProcessInfo.processInfo.environment["COFFER_CONFIG"], !path.isEmpty else {
-            throw ValidationError("no config file: use --config FILE or set COFFER_CONFIG")
-        }
-        let coffer = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let failure = runBlocking { try await AgentMain.run(configPath: path, coffer: coffer) }
-        if let failure {
-            Terminal.error("\(failure)")
-            throw ExitCode.failure
-        }
+        try DaemonExecutable.exec(["agent", "--coffer", DaemonExecutable.selfPath] + (config.map { ["--config", $0] } ?? []))
     }
 }
 
-/// Runs async work from a synchronous command and returns its error, if any.
-func runBlocking(_ body: @escaping @Sendable () async throws -> Void) -> (any Error)? {
-    final class Box: @unchecked Sendable { var error: (any Error)? }
-    let box = Box()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { try await body() } catch { box.error = error }
-        done.signal()
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the agent's jobs: last success, result, next run, bytes, alerts.",
+        discussion: """
+        Reads the state file `coffer agent` keeps in its state directory ([agent] state_dir), \
+        so it works whether or not the agent runs (and says which). The same JSON as the \
+        agent's GET /status. See docs/agent.md.
+        """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Config file (or COFFER_CONFIG).", valueName: "file"))
+    var config: String?
+
+    @Flag(help: "Print the status as JSON.")
+    var json = false
+
+    func run() throws {
+        try DaemonExecutable.exec(["status"] + (config.map { ["--config", $0] } ?? []) + (json ? ["--json"] : []))
     }
-    done.wait()
-    return box.error
+}
+
+enum DaemonExecutable {
+    static var selfPath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// Replaces this process with coffer-agent (same pid, so signals and the agent's lock
+    /// behave as if it were this command).
+    static func exec(_ arguments: [String]) throws -> Never {
+        let path = (selfPath as NSString).deletingLastPathComponent + "/coffer-agent"
+        let argv = [path] + arguments
+        var cArgs = argv.map { strdup($0) } + [nil]
+        execv(path, &cArgs)
+        Terminal.error("cannot run \(path): \(String(cString: strerror(errno))) (it is installed next to coffer)")
+        throw ExitCode(ExitCodes.pluginFailed)
+    }
 }

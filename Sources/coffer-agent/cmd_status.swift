@@ -1,6 +1,7 @@
 import ArgumentParser
 import CofferAgent
 import CofferDaemon
+import CofferVault
 import Foundation
 
 struct Status: ParsableCommand {
@@ -20,7 +21,7 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        try reportingErrors {
+        do {
             guard let path = config ?? ProcessInfo.processInfo.environment["COFFER_CONFIG"], !path.isEmpty else {
                 throw ValidationError("no config file: use --config FILE or set COFFER_CONFIG")
             }
@@ -28,9 +29,12 @@ struct Status: ParsableCommand {
                 let status = try StatusReport.load(config: try CofferConfig.load(path: path))
                 print(json ? try StatusReport.json(status) : StatusReport.table(status))
             } catch let error as DaemonError {
-                Terminal.error(error.description)
+                FileHandle.standardError.write(Data("coffer: error: \(error.description)\n".utf8))
                 throw ExitCode.failure
             }
+        } catch let error as VaultError {
+            FileHandle.standardError.write(Data("coffer: error: \(error.description)\n".utf8))
+            throw ExitCode(error.exitCode)
         }
     }
 }

@@ -1,0 +1,48 @@
+import ArgumentParser
+import CofferDaemon
+import Foundation
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the daemon: scheduled backups, verification, pruning, log capture, alerts, metrics.",
+        discussion: """
+        Reads [agent] and each source's [source.NAME.schedule] from the config file and runs \
+        every job as a `coffer` child process (backup, verify, prune, capture) on its cron \
+        schedule. One agent per state directory (a lock). SIGTERM or SIGINT stops it: no new \
+        jobs, SIGTERM to running ones, SIGKILL after agent.shutdown_grace seconds. Serves \
+        /status and /metrics on agent.listen. See docs/agent.md.
+        """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Config file (or COFFER_CONFIG).", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("The coffer executable jobs run as (default: next to this one).", valueName: "path"))
+    var coffer: String?
+
+    func run() throws {
+        guard let path = config ?? ProcessInfo.processInfo.environment["COFFER_CONFIG"], !path.isEmpty else {
+            throw ValidationError("no config file: use --config FILE or set COFFER_CONFIG")
+        }
+        let coffer = self.coffer ?? Executables.sibling("coffer")
+        let failure = runBlocking { try await AgentMain.run(configPath: path, coffer: coffer) }
+        if let failure {
+            FileHandle.standardError.write(Data("coffer: error: \(failure)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Runs async work from a synchronous command and returns its error, if any.
+func runBlocking(_ body: @escaping @Sendable () async throws -> Void) -> (any Error)? {
+    final class Box: @unchecked Sendable { var error: (any Error)? }
+    let box = Box()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { try await body() } catch { box.error = error }
+        done.signal()
+    }
+    done.wait()
+    return box.error
+}
