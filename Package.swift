@@ -53,6 +53,8 @@ let package = Package(
         .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferFixtures"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
+        // Retention and garbage collection: policies, the engine's chain, concurrent writers, crashes.
+        .testTarget(name: "PruneTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
     ],
     swiftLanguageModes: [.v6]

@@ -25,6 +25,8 @@ public struct GarbageCollector {
         /// How far the clocks of hosts writing to the vault may disagree.
         public var clockSkew: TimeInterval = 300
         public var dryRun = false
+        /// Manifests to count as gone (a dry run's policy removals).
+        public var ignoring: Set<String> = []
 
         public init() {}
     }
@@ -112,7 +114,7 @@ public struct GarbageCollector {
         let index = try IndexView(vault: vault)
         report.indexFilesBefore = index.files.count
         progress?("reading manifests")
-        let manifestNames = try backend.list(.manifests)
+        let manifestNames = try backend.list(.manifests).filter { !options.ignoring.contains($0) }
         report.manifests = manifestNames.count
         let live = try liveBlobs(manifestNames, locate: { index.first[$0] }, report: &report)
         report.liveBlobs = live.count
@@ -168,7 +170,11 @@ public struct GarbageCollector {
             try vault.writeIndexFile(batch)
             report.indexFilesWritten += 1
         }
-        for name in index.files { try backend.remove(.index, name) }
+        Failpoint.hit("gc.index-written")
+        for name in index.files {
+            try backend.remove(.index, name)
+            Failpoint.hit("gc.index-removed")
+        }
         let created = Date()
 
         // A backup that committed while this ran may name blobs that were garbage when the
@@ -180,6 +186,7 @@ public struct GarbageCollector {
         report.packsPlanned = planned.count
         if !planned.isEmpty {
             _ = try DeletionPlan(created: created, host: ProcessInfo.processInfo.hostName, packs: planned).write(backend: backend)
+            Failpoint.hit("gc.plan-written")
         }
     }
 
@@ -223,6 +230,7 @@ public struct GarbageCollector {
             guard !builder.isEmpty else { return }
             let id = builder.finish(key: vault.key.dataKey)
             try backend.write(.packs, id.hex, builder.bytes)
+            Failpoint.hit("gc.pack-written")
             written.append((id, builder.entries))
             report.packsWritten += 1
             builder = PackBuilder(buffer: [])
@@ -348,7 +356,10 @@ public struct GarbageCollector {
                     continue
                 }
                 let size = (try? backend.size(.packs, hex)) ?? 0
-                if !options.dryRun { try backend.remove(.packs, hex) }
+                if !options.dryRun {
+                    try backend.remove(.packs, hex)
+                    Failpoint.hit("gc.pack-deleted")
+                }
                 report.packsDeleted += 1
                 report.bytesDeleted += Int64(size)
             }

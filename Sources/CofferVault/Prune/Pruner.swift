@@ -73,6 +73,7 @@ public struct Pruner {
         progress?("reading manifests")
         var bySource: [String: [BackupRecord]] = [:]
         var unreadable = 0
+        var dropped = Set<String>()
         for id in try vault.backend.list(.manifests) {
             do {
                 let m = try vault.readManifest(id: id)
@@ -98,8 +99,10 @@ public struct Pruner {
             for d in backups + logs.filter({ !$0.keep }) {
                 if !options.dryRun {
                     try remove(d, source: source, report: &report)
+                    Failpoint.hit("prune.manifest-removed")
                 } else {
                     report.manifestsRemoved += 1
+                    dropped.insert(d.id)
                 }
             }
         }
@@ -109,14 +112,11 @@ public struct Pruner {
             report.warnings.append("garbage collection skipped: \(unreadable) manifest(s) cannot be read, so what they need is unknown")
             return report
         }
-        report.gc = try GarbageCollector(vault: vault, options: gcOptions, progress: progress).run()
+        var gc = options.gc
+        gc.dryRun = options.dryRun
+        gc.ignoring = dropped
+        report.gc = try GarbageCollector(vault: vault, options: gc, progress: progress).run()
         return report
-    }
-
-    private var gcOptions: GarbageCollector.Options {
-        var o = options.gc
-        o.dryRun = options.dryRun
-        return o
     }
 
     /// The manifest first: a reference whose manifest is gone reads as "not there"
