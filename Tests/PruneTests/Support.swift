@@ -5,7 +5,7 @@ import XCTest
 
 /// A scratch vault driven through the real `coffer` binary (and opened in-process where a
 /// test needs to write manifests with chosen times).
-final class PruneVault {
+final class PruneVault: Sendable {
     let dir: String
     var vault: String { dir + "/vault" }
     var config: String { dir + "/coffer.toml" }
@@ -50,6 +50,11 @@ final class PruneVault {
 
     /// Starts coffer; the caller waits through `finish`.
     func start(_ args: [String], input: [UInt8] = [], env: [String: String] = [:]) throws -> Running {
+        try start(args, env: env) { fd in writeAll(fd, input) }
+    }
+
+    /// Starts coffer with `feed` writing its standard input (closed when `feed` returns).
+    func start(_ args: [String], env: [String: String] = [:], feed: @escaping @Sendable (Int32) -> Void) throws -> Running {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: PruneVault.coffer)
         p.arguments = args
@@ -62,7 +67,7 @@ final class PruneVault {
         p.standardOutput = stdout
         p.standardError = stderr
         try p.run()
-        return Running(process: p, input: input, stdin: stdin, stdout: stdout, stderr: stderr)
+        return Running(process: p, feed: feed, stdin: stdin, stdout: stdout, stderr: stderr)
     }
 
     @discardableResult
@@ -101,20 +106,12 @@ final class Running: @unchecked Sendable {
     private let out: Collector
     private let err: Collector
 
-    init(process: Process, input: [UInt8], stdin: Pipe, stdout: Pipe, stderr: Pipe) {
+    init(process: Process, feed: @escaping @Sendable (Int32) -> Void, stdin: Pipe, stdout: Pipe, stderr: Pipe) {
         self.process = process
         out = Collector(stdout)
         err = Collector(stderr)
         Thread {
-            input.withUnsafeBytes { b in
-                var done = 0
-                let fd = stdin.fileHandleForWriting.fileDescriptor
-                while done < b.count {
-                    let n = write(fd, b.baseAddress! + done, b.count - done)
-                    if n <= 0 { break }
-                    done += n
-                }
-            }
+            feed(stdin.fileHandleForWriting.fileDescriptor)
             try? stdin.fileHandleForWriting.close()
         }.start()
     }
@@ -145,8 +142,22 @@ final class Collector: @unchecked Sendable {
     }
 }
 
+/// Writes every byte (until the reader goes away); returns when the pipe took them all.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { b in
+        var done = 0
+        while done < b.count {
+            let n = write(fd, b.baseAddress! + done, b.count - done)
+            if n <= 0 { break }
+            done += n
+        }
+    }
+}
+
+/// Deterministic bytes; every seed gives other bytes (TestBytes sets the low bit of its seed,
+/// so it is spread first).
 func generated(_ count: Int, seed: UInt64) -> [UInt8] {
-    var bytes = TestBytes(seed: seed)
+    var bytes = TestBytes(seed: seed &* 2 &+ 1)
     return bytes.bytes(count)
 }
 
