@@ -88,7 +88,9 @@ public struct Pruner {
             let records = bySource[source] ?? []
             var (backups, logs) = Retention.decide(records, policy: policy, now: options.now)
             var notes: [String] = []
-            confirmChain(source: source, records: records, logs: &logs, notes: &notes, check: chainCheck)
+            let droppedBackups = Set(backups.filter { !$0.keep }.map(\.id))
+            confirmChain(source: source, records: records.filter { !droppedBackups.contains($0.id) }, logs: &logs,
+                         notes: &notes, check: chainCheck)
             var s = SourceReport(source: source, backups: backups)
             s.logsKept = logs.filter(\.keep).count
             s.logsRemoved = logs.count - s.logsKept
@@ -134,8 +136,9 @@ public struct Pruner {
         }
     }
 
-    /// Asks the engine whether the chain stays whole without the logs the rule drops: an
-    /// issue that appears only after names a log to keep; one that names none keeps them all.
+    /// Asks the engine whether the chain stays whole without the logs the rule drops
+    /// (`records` are the source's records without the dropped backups): an issue that
+    /// appears only without them names a log to keep; one that names none keeps them all.
     private func confirmChain(source: String, records: [BackupRecord], logs: inout [RetentionDecision],
                               notes: inout [String], check: ChainCheck?) {
         guard logs.contains(where: { !$0.keep }) else { return }
@@ -149,7 +152,7 @@ public struct Pruner {
         guard let check else { return keepAll("kept: no engine plugin to confirm which logs the chain needs") }
         do {
             let before = Set(try check(source, records).map(\.key))
-            for _ in 0..<8 {
+            for _ in 0..<16 {
                 let removed = Set(logs.filter { !$0.keep }.map(\.id))
                 guard !removed.isEmpty else { return }
                 let fresh = try check(source, records.filter { !removed.contains($0.id) }).filter { !before.contains($0.key) }
