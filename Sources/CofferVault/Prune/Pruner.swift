@@ -66,7 +66,8 @@ public struct Pruner {
     }
 
     public func run(chainCheck: ChainCheck?) throws -> Report {
-        let lock = options.dryRun ? nil : try HeldLock.prune(backend: vault.backend, now: options.now)
+        // The real clock: `now` may be a what-if time, and lock staleness is about the present.
+        let lock = options.dryRun ? nil : try HeldLock.prune(backend: vault.backend)
         defer { lock?.release() }
         var report = Report(dryRun: options.dryRun, now: options.now)
 
