@@ -88,6 +88,8 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // Retention and garbage collection: policies, the engine's chain, concurrent writers, crashes.
+        .testTarget(name: "PruneTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
         .testTarget(name: "PostgresPluginTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-postgres", "coffer"]),
         .testTarget(name: "MySQLPluginTests", dependencies: ["CofferFixtures", "coffer-mysql", "coffer"]),
         .testTarget(name: "MongoDBPluginTests", dependencies: ["CofferMongoDB", "CofferFixtures", "coffer-mongodb", "coffer"]),

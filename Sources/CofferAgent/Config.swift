@@ -22,15 +22,18 @@ public struct CofferConfig: Sendable, Equatable {
         public var schedule = Schedule()
         /// Whether `coffer agent` keeps `coffer capture` running for this source.
         public var capture = false
+        /// `[source.NAME.retention]`: what `coffer prune` keeps; nil leaves the source alone.
+        public var retention: RetentionPolicy? = nil
 
         public init(name: String, engine: String, pluginTimeout: Double, options: [String: String],
-                    schedule: Schedule = Schedule(), capture: Bool = false) {
+                    schedule: Schedule = Schedule(), capture: Bool = false, retention: RetentionPolicy? = nil) {
             self.name = name
             self.engine = engine
             self.pluginTimeout = pluginTimeout
             self.options = options
             self.schedule = schedule
             self.capture = capture
+            self.retention = retention
         }
     }
 
@@ -79,9 +82,17 @@ public struct CofferConfig: Sendable, Equatable {
                            "retry_max_delay", "catch_up", "coffer"]
     }
 
+    /// `[prune]`: how garbage collection goes (docs/config.md).
+    public struct PruneSettings: Sendable, Equatable {
+        public var repackThreshold: Double?
+        public var grace: TimeInterval?
+        public var clockSkew: TimeInterval?
+    }
+
     public var vault = VaultSettings()
     public var sources: [String: Source] = [:]
     public var agent = AgentSettings()
+    public var prune = PruneSettings()
 
     public init() {}
 
@@ -102,12 +113,16 @@ public struct CofferConfig: Sendable, Equatable {
             throw VaultError.invalidArgument("\(origin): \(error)")
         }
         var config = CofferConfig()
-        for key in table.keys where !["vault", "source", "agent"].contains(key) {
-            throw VaultError.invalidArgument("\(origin): unknown section or key '\(key)' (expected [vault], [source.NAME] and [agent])")
+        for key in table.keys where !["vault", "source", "agent", "prune"].contains(key) {
+            throw VaultError.invalidArgument("\(origin): unknown section or key '\(key)' (expected [vault], [source.NAME], [agent] and [prune])")
         }
         if let agent = table["agent"] {
             guard let a = agent.table else { throw VaultError.invalidArgument("\(origin): 'agent' must be a table") }
             config.agent = try parseAgent(a, origin)
+        }
+        if let prune = table["prune"] {
+            guard let p = prune.table else { throw VaultError.invalidArgument("\(origin): 'prune' must be a table") }
+            config.prune = try pruneSettings(p, origin)
         }
         if let vault = table["vault"] {
             guard let v = vault.table else { throw VaultError.invalidArgument("\(origin): 'vault' must be a table") }
@@ -131,10 +146,18 @@ public struct CofferConfig: Sendable, Equatable {
                 var options: [String: String] = [:]
                 var schedule = Schedule()
                 var capture = false
+                var retention: RetentionPolicy?
                 for key in t.keys where key != "engine" {
                     let value = t[key]!
                     if key == "schedule" {
                         schedule = try parseSchedule(value, in: "source.\(name).schedule", origin)
+                        continue
+                    }
+                    if key == "retention" {
+                        guard let r = value.table else {
+                            throw VaultError.invalidArgument("\(origin): source.\(name).retention must be a table ([source.\(name).retention])")
+                        }
+                        retention = try retentionPolicy(r, in: "source.\(name).retention", origin)
                         continue
                     }
                     if key == "capture" {
@@ -162,7 +185,7 @@ public struct CofferConfig: Sendable, Equatable {
                     }
                 }
                 config.sources[name] = Source(name: name, engine: engine, pluginTimeout: timeout, options: options,
-                                              schedule: schedule, capture: capture)
+                                              schedule: schedule, capture: capture, retention: retention)
             }
         }
         return config
@@ -253,6 +276,67 @@ public struct CofferConfig: Sendable, Equatable {
         if let n = try number("retry_delay") { a.retryDelay = n }
         if let n = try number("retry_max_delay") { a.retryMaxDelay = n }
         return a
+    }
+
+    static let retentionCounts = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
+
+    private static func retentionPolicy(_ t: TOMLTable, in section: String, _ origin: String) throws -> RetentionPolicy {
+        var policy = RetentionPolicy()
+        for key in t.keys {
+            let value = t[key]!
+            if retentionCounts.contains(key) {
+                guard let n = value.int, n >= 0 else {
+                    throw VaultError.invalidArgument("\(origin): \(section).\(key) must be a whole number of backups (0 or more)")
+                }
+                switch key {
+                case "keep_last": policy.keepLast = n
+                case "keep_hourly": policy.keepHourly = n
+                case "keep_daily": policy.keepDaily = n
+                case "keep_weekly": policy.keepWeekly = n
+                case "keep_monthly": policy.keepMonthly = n
+                default: policy.keepYearly = n
+                }
+            } else if key == "keep_within" || key == "pitr_window" {
+                guard let text = value.string, let seconds = RetentionDuration.parse(text), seconds > 0 else {
+                    throw VaultError.invalidArgument("\(origin): \(section).\(key) must be a duration such as \"7d\", \"36h\" or \"1w2d\"")
+                }
+                if key == "keep_within" { policy.keepWithin = seconds } else { policy.pitrWindow = seconds }
+            } else if key == "timezone" {
+                guard let text = value.string, let zone = TimeZone(identifier: text) else {
+                    throw VaultError.invalidArgument("\(origin): \(section).timezone must be a time zone name such as \"Europe/Berlin\" or \"UTC\"")
+                }
+                policy.timeZone = zone
+            } else {
+                throw VaultError.invalidArgument(
+                    "\(origin): unknown key \(section).\(key) (expected \((retentionCounts + ["keep_within", "pitr_window", "timezone"]).joined(separator: ", ")))")
+            }
+        }
+        guard policy.hasRules else {
+            throw VaultError.invalidArgument("\(origin): \(section) has no rule: give at least one of keep_last ... keep_yearly, keep_within, pitr_window")
+        }
+        return policy
+    }
+
+    private static func pruneSettings(_ t: TOMLTable, _ origin: String) throws -> PruneSettings {
+        var settings = PruneSettings()
+        for key in t.keys {
+            let value = t[key]!
+            switch key {
+            case "repack_threshold":
+                guard let x = value.double ?? value.int.map(Double.init), x > 0, x <= 1 else {
+                    throw VaultError.invalidArgument("\(origin): prune.repack_threshold must be a fraction above 0 and at most 1 (e.g. 0.5)")
+                }
+                settings.repackThreshold = x
+            case "grace", "clock_skew":
+                guard let text = value.string, let seconds = RetentionDuration.parse(text) else {
+                    throw VaultError.invalidArgument("\(origin): prune.\(key) must be a duration such as \"1h\" or \"0s\"")
+                }
+                if key == "grace" { settings.grace = seconds } else { settings.clockSkew = seconds }
+            default:
+                throw VaultError.invalidArgument("\(origin): unknown key prune.\(key) (expected repack_threshold, grace, clock_skew)")
+            }
+        }
+        return settings
     }
 
     private static func string(_ table: TOMLTable, _ key: String, in section: String, _ origin: String) throws -> String? {

@@ -11,14 +11,13 @@ public struct Coffer: ParsableCommand {
 
         Exit codes: 0 ok, 1 other failure, 2 bad usage, 10 wrong passphrase, 11 not a vault, \
         12 vault of a newer format, 13 disk full, 14 corrupt object, 15 missing object, \
-        16 no such backup, 17 refused: last key slot, 20 the engine plugin failed, \
+        16 no such backup, 17 refused: last key slot, 18 another prune is running, 20 the engine plugin failed, \
         21 a log pushed again with different content, 22 restore target outside the \
         restorable windows, 23 verify found a gap, duplicate or corrupt log.
         """,
         version: "0.1.0",
         subcommands: [VaultCommand.self, Backup.self, Restore.self, Verify.self, WalPush.self, WalFetch.self, Capture.self, Put.self, Get.self, Backups.self,
-                      AgentCommand.self,
-                      Status.self]
+                      Prune.self, AgentCommand.self, Status.self]
     )
 
     public init() {}

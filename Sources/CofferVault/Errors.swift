@@ -13,6 +13,8 @@ public enum VaultError: Error, CustomStringConvertible, Equatable {
     case backupNotFound(String)
     case ambiguousBackup(String)
     case lastKeySlot
+    /// Another prune holds the vault's prune lock (docs/decisions/009).
+    case pruneLocked(holder: String)
     case invalidArgument(String)
     case io(path: String, message: String)
 
@@ -38,6 +40,8 @@ public enum VaultError: Error, CustomStringConvertible, Equatable {
             return "'\(id)' matches more than one backup; give more characters"
         case .lastKeySlot:
             return "refusing to remove the last key slot: the vault would become unreadable"
+        case .pruneLocked(let holder):
+            return "another prune is running on this vault (\(holder)); try again when it has finished"
         case .invalidArgument(let message):
             return message
         case .io(let path, let message):
@@ -57,6 +61,7 @@ public enum VaultError: Error, CustomStringConvertible, Equatable {
         case .missingObject: return 15
         case .backupNotFound, .ambiguousBackup: return 16
         case .lastKeySlot: return 17
+        case .pruneLocked: return 18
         case .io: return 1
         }
     }

@@ -23,6 +23,8 @@ public final class MasterIndex: Sendable {
         var packNumbers: [PackID: UInt32] = [:]
         var blobs: [BlobID: Slot] = [:]
         var loadedFiles: Set<String> = []
+        /// Bumped each time the index is read afresh because a prune superseded files.
+        var generation = 0
     }
 
     private let state = Mutex(State())
@@ -48,25 +50,55 @@ public final class MasterIndex: Sendable {
 
 
     /// Reads the index files not yet loaded. Returns the names of files that failed to open.
+    ///
+    /// Garbage collection (docs/decisions/009) writes index files that supersede others and
+    /// then deletes those: a loaded file that is gone means locations may have moved, so the
+    /// whole index is read again and swapped in at once; a listed file that vanishes before
+    /// it is read was superseded by one written before it went, so the listing is redone.
     @discardableResult
     func load(backend: any VaultBackend, key: [UInt8], strict: Bool) throws -> [(name: String, reason: String)] {
-        let names = try backend.list(.index)
-        let fresh = state.withLock { s in names.filter { !s.loadedFiles.contains($0) } }
-        var bad: [(String, String)] = []
-        for name in fresh {
-            do {
-                let file = try IndexFile.read(backend: backend, name: name, key: key)
-                state.withLock { s in
-                    for pack in file.packs { s.insert(pack: pack.id, entries: pack.entries) }
-                    s.loadedFiles.insert(name)
+        for _ in 0..<8 {
+            let names = try backend.list(.index)
+            let listed = Set(names)
+            let superseded = state.withLock { s in !s.loadedFiles.isSubset(of: listed) }
+            var fresh = superseded ? State() : nil
+            let toRead = superseded ? names : state.withLock { s in names.filter { !s.loadedFiles.contains($0) } }
+            var bad: [(String, String)] = []
+            var vanished = false
+            for name in toRead {
+                do {
+                    let file = try IndexFile.read(backend: backend, name: name, key: key)
+                    if fresh != nil {
+                        for pack in file.packs { fresh!.insert(pack: pack.id, entries: pack.entries) }
+                        fresh!.loadedFiles.insert(name)
+                    } else {
+                        state.withLock { s in
+                            for pack in file.packs { s.insert(pack: pack.id, entries: pack.entries) }
+                            s.loadedFiles.insert(name)
+                        }
+                    }
+                } catch VaultError.missingObject(.index, _) {
+                    vanished = true
+                    break
+                } catch let error as VaultError {
+                    if strict { throw error }
+                    bad.append((name, error.description))
                 }
-            } catch let error as VaultError {
-                if strict { throw error }
-                bad.append((name, error.description))
             }
+            if vanished { continue }
+            if var fresh {
+                state.withLock { s in
+                    fresh.generation = s.generation + 1
+                    s = fresh
+                }
+            }
+            return bad
         }
-        return bad
+        throw VaultError.io(path: backend.location, message: "index files keep vanishing while being read (a prune is rewriting the index); try again")
     }
+
+    /// Names of the index files read so far, and how often the index was read afresh.
+    var loaded: (files: Set<String>, generation: Int) { state.withLock { ($0.loadedFiles, $0.generation) } }
 }
 
 extension MasterIndex.State {

@@ -8,7 +8,11 @@ public enum ObjectKind: String, Sendable, CaseIterable {
     /// Named references to log manifests ("which backup holds WAL segment X"), so a log
     /// is found by its name without reading every manifest.
     case logs
+    /// Writers' in-progress markers and the prune lock (docs/decisions/009).
     case locks
+    /// Deletion plans: packs garbage collection took out of the index and deletes once no
+    /// writer that could still need them is running (docs/decisions/009).
+    case gc
 
     var singular: String {
         switch self {
@@ -19,6 +23,7 @@ public enum ObjectKind: String, Sendable, CaseIterable {
         case .manifests: return "manifest"
         case .logs: return "log reference"
         case .locks: return "lock"
+        case .gc: return "deletion plan"
         }
     }
 }
@@ -42,4 +47,18 @@ public protocol VaultBackend: Sendable {
     func topLevelEntries() throws -> [String]
     /// Temporary objects left by writers that died; removable once no writer is running.
     func staleTemporaries() throws -> [String]
+    /// Creates the object only if no object has that name; false when one exists. Used for
+    /// the prune lock (docs/decisions/009), where two pruners must not both win.
+    func createExclusive(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> Bool
+}
+
+extension VaultBackend {
+    /// For backends without an atomic create-if-absent: a check, then a write. Two pruners
+    /// starting in the same instant could both win; backends that can do better override it
+    /// (the local one links; object stores have If-None-Match).
+    public func createExclusive(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> Bool {
+        if try exists(kind, name) { return false }
+        try write(kind, name, bytes)
+        return true
+    }
 }

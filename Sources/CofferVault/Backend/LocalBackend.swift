@@ -113,6 +113,33 @@ public struct LocalBackend: VaultBackend {
         try syncDirectory(dir)
     }
 
+    /// As `write`, but the temporary is linked to the final name, which fails if the name
+    /// exists: create-if-absent in one step (the prune lock, docs/decisions/009).
+    public func createExclusive(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> Bool {
+        let final = path(kind, name)
+        let dir = (final as NSString).deletingLastPathComponent
+        try makeDirectory(dir)
+        let tmpDir = "\(root)/tmp"
+        try makeDirectory(tmpDir)
+        let tmp = "\(tmpDir)/\(kind.rawValue)-\(name.prefix(16))-\(Hex.encode(SecureRandom.bytes(8)))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        guard fd >= 0 else { throw error(errno, kind, name, tmp) }
+        defer { unlink(tmp) }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            let e = errno
+            close(fd)
+            throw error(e, kind, name, tmp)
+        }
+        close(fd)
+        if link(tmp, final) != 0 {
+            if errno == EEXIST { return false }
+            throw error(errno, kind, name, final)
+        }
+        try syncDirectory(dir)
+        return true
+    }
+
     public func remove(_ kind: ObjectKind, _ name: String) throws {
         let p = path(kind, name)
         guard unlink(p) == 0 || errno == ENOENT else { throw error(errno, kind, name, p) }

@@ -45,7 +45,9 @@ public struct VaultChecker {
         for b in bad { problem(.index, b.name, b.reason) }
         var indexed: [PackID: [PackEntry]] = [:]
         for name in indexNames where !bad.contains(where: { $0.name == name }) {
-            let file = try IndexFile.read(backend: backend, name: name, key: vault.key.dataKey)
+            // A file a concurrent prune superseded since the listing is simply gone
+            // (docs/decisions/009); its successor is among the loaded ones.
+            guard let file = try? IndexFile.read(backend: backend, name: name, key: vault.key.dataKey) else { continue }
             for pack in file.packs { indexed[pack.id, default: []].append(contentsOf: pack.entries) }
         }
 

@@ -27,6 +27,13 @@ public final class BackupSession: Sendable {
     /// Recycled chunk, compression and sealing buffers (see BufferPool).
     private let chunks: BufferPool
     private let scratch: BufferPool
+    /// Garbage collection (docs/decisions/009): this session's in-progress marker, written
+    /// before the index is read and removed once the manifest is durable (or the session
+    /// dies), and the blobs it took from the index rather than storing them, which must
+    /// still be indexed when the manifest is written.
+    private let marker: HeldLock
+    private let reused = Mutex(Set<BlobID>())
+    private let indexAtStart: (files: Set<String>, generation: Int)
 
     public struct Stats: Sendable {
         /// Bytes read from the streams.
@@ -44,7 +51,11 @@ public final class BackupSession: Sendable {
     ///   streams that never repeat, such as WAL segments, where reading it would cost more.
     public init(vault: Vault, compressionLevel: Int? = nil, dedupe: Bool = true,
                 workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        // The marker first: a prune that supersedes index files after this point sees it and
+        // keeps the packs they named until this session is over.
+        self.marker = try HeldLock.writer(backend: vault.backend)
         if dedupe { try vault.loadIndex() }
+        self.indexAtStart = vault.index.loaded
         self.vault = vault
         let level = compressionLevel ?? vault.config.compressionLevel
         self.zstd = level == 0 ? nil : Zstd(level: level)
@@ -180,7 +191,12 @@ public final class BackupSession: Sendable {
     /// True when this session is to store `id`: it is neither in the vault's index nor
     /// taken already by this session.
     private func claim(_ id: BlobID) -> Bool {
-        guard !vault.index.contains(id), claimed.withLock({ $0.insert(id).inserted }) else {
+        if vault.index.contains(id) {
+            reused.withLock { _ = $0.insert(id) }
+            stats.withLock { $0.reusedBlobs += 1 }
+            return false
+        }
+        guard claimed.withLock({ $0.insert(id).inserted }) else {
             stats.withLock { $0.reusedBlobs += 1 }
             return false
         }
@@ -281,7 +297,20 @@ public final class BackupSession: Sendable {
     public func commit(_ manifest: Manifest) throws -> String {
         if let error = failure.withLock({ $0 }) { throw error }
         try packer.flush()
-        return try vault.writeManifest(manifest)
+        // Reused blobs a concurrent prune took out of the index are indexed again, before
+        // the manifest and once more after it (the prune may have superseded the index in
+        // between); docs/decisions/009.
+        let reused = self.reused.withLock { $0 }
+        try vault.keepIndexed(reused, since: indexAtStart)
+        let id = try vault.writeManifest(manifest)
+        do {
+            try vault.keepIndexed(reused, since: indexAtStart)
+        } catch {
+            try? vault.backend.remove(.manifests, id)  // it names blobs that are gone: never record it
+            throw error
+        }
+        marker.release()
+        return id
     }
 
     /// A manifest for a plain stream backup with this session's start time.
