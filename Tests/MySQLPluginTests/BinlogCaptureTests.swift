@@ -60,11 +60,23 @@ final class BinlogCaptureTests: XCTestCase {
         try vault.run("backup", "--source", "phys", "--type", "log")
         let first = try vault.slices()
         try vault.insert(81...120)
+        // Where the server's binlog ends as the backup starts: all of it must be stored. The
+        // server may append afterwards on its own (MariaDB writes a binlog checkpoint event
+        // into the active file once the previous file's commits are durable, asynchronously),
+        // which this run need not have seen; the next one takes it.
+        let status = try vault.server.sql("SHOW MASTER STATUS").split(separator: "\t")
+        let (activeFile, activeEnd) = (String(status[0]), Int(status[1])!)
         try vault.run("backup", "--source", "phys", "--type", "log")
         let second = try vault.slices()
         XCTAssertGreaterThan(second.count, first.count)
         for file in try vault.binlogFiles {
-            XCTAssertTrue(try vault.assembled(file) == vault.serverBinlog(file), "\(file) is stored byte for byte")
+            let stored = try vault.assembled(file), server = try vault.serverBinlog(file)
+            if file == activeFile {
+                XCTAssertGreaterThanOrEqual(stored.count, activeEnd, "\(file) is stored up to where it ended when the backup began")
+                XCTAssertTrue(stored == Array(server.prefix(stored.count)), "\(file): what is stored is the server's, byte for byte")
+            } else {
+                XCTAssertTrue(stored == server, "\(file) is stored byte for byte")
+            }
         }
     }
 }
