@@ -5,14 +5,8 @@ import Foundation
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
-        abstract: "Run the daemon: scheduled backups, verification, pruning, log capture, alerts, metrics.",
-        discussion: """
-        Reads [agent] and each source's [source.NAME.schedule] from the config file and runs \
-        every job as a `coffer` child process (backup, verify, prune, capture) on its cron \
-        schedule. One agent per state directory (a lock). SIGTERM or SIGINT stops it: no new \
-        jobs, SIGTERM to running ones, SIGKILL after agent.shutdown_grace seconds. Serves \
-        /status and /metrics on agent.listen. See docs/agent.md.
-        """
+        // Users meet this command as `coffer agent`, whose help says what it does.
+        abstract: "The daemon behind `coffer agent` (see its --help)."
     )
 
     @Option(name: .long, help: ArgumentHelp("Config file (or COFFER_CONFIG).", valueName: "file"))

@@ -6,12 +6,8 @@ import Foundation
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the agent's jobs: last success, result, next run, bytes, alerts.",
-        discussion: """
-        Reads the state file `coffer agent` keeps in its state directory ([agent] state_dir), \
-        so it works whether or not the agent runs (and says which). The same JSON as the \
-        agent's GET /status. See docs/agent.md.
-        """
+        // Users meet this command as `coffer status`, whose help says what it does.
+        abstract: "What `coffer status` prints (see its --help)."
     )
 
     @Option(name: .long, help: ArgumentHelp("Config file (or COFFER_CONFIG).", valueName: "file"))

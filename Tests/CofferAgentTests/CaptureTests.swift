@@ -42,18 +42,7 @@ final class CaptureTests: XCTestCase {
     var environment: [String: String] { ["COFFER_CONFIG": "\(dir)/coffer.toml", "COFFER_PLUGIN_PATH": products, "PATH": "/usr/bin:/bin"] }
 
     func coffer(_ args: [String]) throws -> (status: Int32, out: String, err: String, bytes: Data) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "\(products)/coffer")
-        p.arguments = args
-        p.environment = environment
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), o)
+        try runCoffer(args, environment: environment)
     }
 
     struct Line: Decodable, Equatable { let log: String; let backup: String; let size: Int64 }

@@ -84,18 +84,7 @@ final class BackupCommandTests: XCTestCase {
     var products: String { BuildProducts.directory(containing: "coffer") }
 
     func coffer(_ args: [String]) throws -> (status: Int32, out: String, err: String, bytes: Data) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "\(products)/coffer")
-        p.arguments = args
-        p.environment = ["COFFER_CONFIG": "\(dir)/coffer.toml", "COFFER_PLUGIN_PATH": products, "PATH": "/usr/bin:/bin"]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), o)
+        try runCoffer(args, environment: ["COFFER_CONFIG": "\(dir)/coffer.toml", "COFFER_PLUGIN_PATH": products, "PATH": "/usr/bin:/bin"])
     }
 
     func testBackupCommandStoresWhatThePluginSends() throws {
