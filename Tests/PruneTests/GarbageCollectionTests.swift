@@ -117,6 +117,48 @@ final class GarbageCollectionTests: XCTestCase {
         try assertClean(try v.check(), "after the plan ran")
     }
 
+    /// A pack in two plans (planned, named again, loaded by a writer that began after the
+    /// first plan, planned again): the older plan, which that writer does not hold, must not
+    /// delete it while the newer one waits for the writer (docs/decisions/009).
+    func testAPackInSeveralPlansWaitsForTheNewestOne() throws {
+        let v = try makeVault(policy: "keep_last = 1")
+        _ = try v.put(generated(3 << 20, seed: 1), source: "s")
+        let kept = try v.put(generated(3 << 20, seed: 2), source: "s")
+        let packs = v.files("packs").count
+        // The newer plan: the first backup's packs, held by the default grace period.
+        var g = try gc(try prune(v))
+        XCTAssertGreaterThan(g["packsPlanned"] as? Int ?? 0, 0)
+        let newer = try XCTUnwrap(v.files("gc").first)
+        let plan = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: v.vault + "/gc/" + newer))) as? [String: Any])
+        let planned = try XCTUnwrap(plan["packs"] as? [String])
+        // An older plan with the same packs, from before the writer began.
+        let older = try JSONSerialization.data(withJSONObject: ["created": "2020-01-01T00:00:00.000Z", "host": "elsewhere",
+                                                               "packs": planned, "version": 1], options: [.sortedKeys])
+        let olderName = String(repeating: "0", count: 63) + "1"
+        try older.write(to: URL(fileURLWithPath: v.vault + "/gc/" + olderName))
+        // A live writer (this test process stands in for it) that began between the two plans.
+        try FileManager.default.createDirectory(atPath: v.vault + "/locks", withIntermediateDirectories: true)
+        try """
+            {"host":"\(ProcessInfo.processInfo.hostName)","kind":"writer","pid":\(getpid()),\
+            "refreshed":"\(Timestamp.format(Date()))","started":"2021-01-01T00:00:00.000Z","version":1}
+            """.write(toFile: v.vault + "/locks/w-00000000000000cc", atomically: true, encoding: .utf8)
+        g = try gc(try prune(v, ["--grace", "0s"]))
+        XCTAssertEqual(g["packsDeleted"] as? Int, 0, "the older plan deleted packs the newer one holds for a writer")
+        XCTAssertEqual(v.files("packs").count, packs)
+        // The older plan is done; the newer one waits (and this prune planned the same
+        // unindexed packs once more).
+        XCTAssertFalse(v.files("gc").contains(olderName))
+        XCTAssertTrue(v.files("gc").contains(newer))
+
+        // The writer is gone: the newer plan deletes them.
+        try FileManager.default.removeItem(atPath: v.vault + "/locks/w-00000000000000cc")
+        g = try gc(try prune(v, ["--grace", "0s"]))
+        XCTAssertEqual(g["packsDeleted"] as? Int, planned.count)
+        XCTAssertEqual(v.files("gc"), [])
+        XCTAssertEqual(Array(try v.get(kept).check("get").stdout), generated(3 << 20, seed: 2))
+        try assertClean(try v.check(), "after both plans ran")
+    }
+
     func testDeadWritersMarkersAreRemovedAndDoNotBlock() throws {
         let v = try makeVault(policy: "keep_last = 1")
         _ = try v.put(generated(2 << 20, seed: 1), source: "s")

@@ -300,6 +300,12 @@ public struct GarbageCollector {
         }
         guard !planNames.isEmpty else { return }
         var due: [(name: String, plan: DeletionPlan)] = []
+        // Packs of plans that must wait. A pack can be in several plans: taken out of the
+        // index, named again (its writer's index file, a writer's or a prune's re-check),
+        // loaded by a writer that began after the first plan, and taken out again by a
+        // later prune. Only the latest plan's time covers that writer, so a pack is deleted
+        // only once every plan naming it may run.
+        var waiting = Set<String>()
         for name in planNames {
             let plan: DeletionPlan
             do {
@@ -312,12 +318,14 @@ public struct GarbageCollector {
             if age < options.grace {
                 report.pending.append(Pending(plan: name, created: plan.created, packs: plan.packs.count,
                                               waitingFor: "grace period: deletable after \(Timestamp.format(plan.created.addingTimeInterval(options.grace)))"))
+                waiting.formUnion(plan.packs)
                 continue
             }
             let blockers = locks.blocking(since: plan.created, skew: options.clockSkew, now: now)
             if !blockers.isEmpty {
                 report.pending.append(Pending(plan: name, created: plan.created, packs: plan.packs.count,
                                               waitingFor: "writers that began before it: " + blockers.joined(separator: "; ")))
+                waiting.formUnion(plan.packs)
                 continue
             }
             due.append((name, plan))
@@ -332,14 +340,14 @@ public struct GarbageCollector {
         let onDisk = Set(try backend.list(.packs))
         var headers: [String: [PackEntry]] = [:]
         var inPlans: [BlobID: (pack: PackID, entry: PackEntry)] = [:]
-        for (_, plan) in due {
-            for hex in plan.packs where onDisk.contains(hex) && !indexedPacks.contains(hex) {
-                guard let pack = PackID(hex: hex) else { continue }
-                // A pack whose header does not read is unusable: it is deleted with no entries.
-                let entries = (try? vault.readPackHeader(hex)) ?? []
-                headers[hex] = entries
-                for e in entries where inPlans[e.id] == nil { inPlans[e.id] = (pack, e) }
-            }
+        // Waiting plans' packs too: a list blob only they hold still says which blobs are live.
+        let planned = due.flatMap(\.plan.packs) + waiting.sorted()
+        for hex in planned where headers[hex] == nil && onDisk.contains(hex) && !indexedPacks.contains(hex) {
+            guard let pack = PackID(hex: hex) else { continue }
+            // A pack whose header does not read is unusable: it is deleted with no entries.
+            let entries = (try? vault.readPackHeader(hex)) ?? []
+            headers[hex] = entries
+            for e in entries where inPlans[e.id] == nil { inPlans[e.id] = (pack, e) }
         }
         let live = try liveBlobs(try backend.list(.manifests),
                                  locate: { id in current.lookup(id).map { ($0.pack, $0.entry) } ?? inPlans[id] }, report: &report)
@@ -347,7 +355,8 @@ public struct GarbageCollector {
         for (name, plan) in due {
             for (n, hex) in plan.packs.enumerated() {
                 progress?("deleting packs \(n + 1)/\(plan.packs.count)")
-                guard let entries = headers[hex], let pack = PackID(hex: hex) else { continue }  // gone, or indexed again
+                // Gone, indexed again, left to a plan that waits, or already handled by another plan.
+                guard !waiting.contains(hex), let entries = headers.removeValue(forKey: hex), let pack = PackID(hex: hex) else { continue }
                 let needed = entries.filter { live.contains($0.id) && !current.contains($0.id) }
                 if !needed.isEmpty {
                     report.warnings.append("pack \(hex) holds \(needed.count) blob(s) a manifest needs: indexed again, not deleted")
