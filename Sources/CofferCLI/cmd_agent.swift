@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 
-/// `coffer agent` and `coffer status` run `coffer-agent` (next to `coffer`) in this process's
-/// place: the daemon's dependencies stay out of the `coffer` executable, which archive and
-/// restore commands start for every WAL segment.
+/// `coffer agent` (and `coffer status`, cmd_status.swift) run `coffer-agent` (next to
+/// `coffer`) in this process's place: the daemon's dependencies stay out of the `coffer`
+/// executable, which archive and restore commands start for every WAL segment.
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
@@ -23,27 +23,6 @@ struct AgentCommand: ParsableCommand {
 
     func run() throws {
         try DaemonExecutable.exec(["agent", "--coffer", DaemonExecutable.selfPath] + (config.map { ["--config", $0] } ?? []))
-    }
-}
-
-struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show the agent's jobs: last success, result, next run, bytes, alerts.",
-        discussion: """
-        Reads the state file `coffer agent` keeps in its state directory ([agent] state_dir), \
-        so it works whether or not the agent runs (and says which). The same JSON as the \
-        agent's GET /status. See docs/agent.md.
-        """
-    )
-
-    @Option(name: .long, help: ArgumentHelp("Config file (or COFFER_CONFIG).", valueName: "file"))
-    var config: String?
-
-    @Flag(help: "Print the status as JSON.")
-    var json = false
-
-    func run() throws {
-        try DaemonExecutable.exec(["status"] + (config.map { ["--config", $0] } ?? []) + (json ? ["--json"] : []))
     }
 }
 
