@@ -81,15 +81,39 @@ public struct LocalBackend: VaultBackend {
         let final = path(kind, name)
         let dir = (final as NSString).deletingLastPathComponent
         try makeDirectory(dir)
+        let tmp = try durableTemporary(kind, name, bytes)
+        guard rename(tmp, final) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw error(e, kind, name, final)
+        }
+        try syncDirectory(dir)
+    }
+
+    /// As `write`, but the temporary is linked to the final name, which fails if the name
+    /// exists: create-if-absent in one step (the prune lock, docs/decisions/009).
+    public func createExclusive(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> Bool {
+        let final = path(kind, name)
+        let dir = (final as NSString).deletingLastPathComponent
+        try makeDirectory(dir)
+        let tmp = try durableTemporary(kind, name, bytes)
+        defer { unlink(tmp) }
+        if link(tmp, final) != 0 {
+            if errno == EEXIST { return false }
+            throw error(errno, kind, name, final)
+        }
+        try syncDirectory(dir)
+        return true
+    }
+
+    /// `bytes` in a new file under `tmp/`, written whole and fsynced; its path. Removed again
+    /// if anything fails.
+    private func durableTemporary(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> String {
         let tmpDir = "\(root)/tmp"
         try makeDirectory(tmpDir)
         let tmp = "\(tmpDir)/\(kind.rawValue)-\(name.prefix(16))-\(Hex.encode(SecureRandom.bytes(8)))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         guard fd >= 0 else { throw error(errno, kind, name, tmp) }
-        var ok = false
-        defer {
-            if !ok { unlink(tmp) }
-        }
         do {
             try bytes.withUnsafeBytes { b in
                 var done = 0
@@ -105,39 +129,15 @@ public struct LocalBackend: VaultBackend {
             guard fsync(fd) == 0 else { throw error(errno, kind, name, tmp) }
         } catch {
             close(fd)
+            unlink(tmp)
             throw error
         }
-        guard close(fd) == 0 else { throw error(errno, kind, name, tmp) }
-        guard rename(tmp, final) == 0 else { throw error(errno, kind, name, final) }
-        ok = true
-        try syncDirectory(dir)
-    }
-
-    /// As `write`, but the temporary is linked to the final name, which fails if the name
-    /// exists: create-if-absent in one step (the prune lock, docs/decisions/009).
-    public func createExclusive(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> Bool {
-        let final = path(kind, name)
-        let dir = (final as NSString).deletingLastPathComponent
-        try makeDirectory(dir)
-        let tmpDir = "\(root)/tmp"
-        try makeDirectory(tmpDir)
-        let tmp = "\(tmpDir)/\(kind.rawValue)-\(name.prefix(16))-\(Hex.encode(SecureRandom.bytes(8)))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        guard fd >= 0 else { throw error(errno, kind, name, tmp) }
-        defer { unlink(tmp) }
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0 else {
+        guard close(fd) == 0 else {
             let e = errno
-            close(fd)
+            unlink(tmp)
             throw error(e, kind, name, tmp)
         }
-        close(fd)
-        if link(tmp, final) != 0 {
-            if errno == EEXIST { return false }
-            throw error(errno, kind, name, final)
-        }
-        try syncDirectory(dir)
-        return true
+        return tmp
     }
 
     public func remove(_ kind: ObjectKind, _ name: String) throws {
