@@ -30,7 +30,9 @@ let package = Package(
                        providers: [.apt(["libmariadb-dev"])]),
 
         // The vault core: crypto, chunkers, packs, index, manifests, backends, pipeline.
-        .target(name: "CofferVault", dependencies: ["CLibCrypto", "CZstd"]),
+        // Low-level file writing shared by the vault and the plugins (O_DIRECT).
+        .target(name: "CofferIO"),
+        .target(name: "CofferVault", dependencies: ["CofferIO", "CLibCrypto", "CZstd"]),
 
         // The `coffer` command line: one file per command, no domain logic.
         .target(name: "CofferCLI", dependencies: [
@@ -66,7 +68,7 @@ let package = Package(
         ]),
 
         // Engine plugins: one folder each under Plugins/, one executable each.
-        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CLibPQ", "CCRC32C", "CLibCrypto"], path: "Plugins/Postgres"),
+        .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CofferIO", "CLibPQ", "CCRC32C", "CLibCrypto"], path: "Plugins/Postgres"),
         // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
         .target(name: "CCRC32C"),
         .executableTarget(name: "coffer-mysql", dependencies: ["CofferPluginKit", "CMariaDB"], path: "Plugins/MySQL"),
@@ -80,7 +82,7 @@ let package = Package(
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit", "CofferFixtures"], path: "Fixtures/FaultPlugin"),
         .target(name: "CofferFixtures", path: "Fixtures/CofferFixtures"),
 
-        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferFixtures"]),
+        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferIO", "CofferFixtures"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "CofferDaemonTests", dependencies: [

@@ -1,3 +1,4 @@
+import CofferIO
 import CofferPluginKit
 import CofferPluginProtocol
 import Foundation
@@ -172,6 +173,8 @@ struct FileRestorer: Sendable {
     private var finished = false
     private var offset: off_t = 0
     private var existing: [UInt8] = []
+    private var direct: DirectWriter?
+    static let directMinimum: Int64 = 1 << 20
 
     init(path: String, delta: Bool, size: Int64) {
         self.path = path
@@ -182,6 +185,11 @@ struct FileRestorer: Sendable {
     /// Writes (or in delta mode compares, then writes) the file's next bytes.
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
         if !opened { try create() }
+        if let direct {
+            do { try direct.write(bytes) } catch let e as DirectWriterError { throw PostgresError(e.description) }
+            offset += off_t(bytes.count)
+            return
+        }
         var done = 0
         while done < bytes.count {
             let piece = UnsafeRawBufferPointer(rebasing: bytes[done..<min(bytes.count, done + (1 << 20))])
@@ -212,6 +220,9 @@ struct FileRestorer: Sendable {
     mutating func finish() throws {
         if !opened { try create() }
         defer { closeFile() }
+        if let direct {
+            do { try direct.finish() } catch let e as DirectWriterError { throw PostgresError(e.description) }
+        }
         guard offset == off_t(size) else { throw PostgresError("\(path): got \(offset) bytes, expected \(size)") }
         if ftruncate(fd, offset) != 0 {
             throw PostgresError("cannot finish \(path): \(String(cString: strerror(errno)))")
@@ -229,9 +240,15 @@ struct FileRestorer: Sendable {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (delta ? 0 : O_TRUNC), 0o600)
         guard fd >= 0 else { throw PostgresError("cannot create \(path): \(String(cString: strerror(errno)))") }
         opened = true
+        // A new large file skips the page cache (DirectWriter says why); small ones are not
+        // worth a synchronous device write each, and delta mode reads what it compares.
+        if !delta, size >= Self.directMinimum {
+            direct = DirectWriter(fd: fd, describe: { [path] in path })
+        }
     }
 
     private mutating func closeFile() {
+        direct = nil
         if fd >= 0 { close(fd) }
         fd = -1
     }

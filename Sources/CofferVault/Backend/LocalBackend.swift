@@ -1,3 +1,4 @@
+import CofferIO
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -108,6 +109,10 @@ public struct LocalBackend: VaultBackend {
 
     /// `bytes` in a new file under `tmp/`, written whole and fsynced; its path. Removed again
     /// if anything fails.
+    /// Objects from this size on are written with O_DIRECT; smaller ones (manifests, index
+    /// files, small packs) are not worth a synchronous device write each.
+    static let directMinimum = 1 << 20
+
     private func durableTemporary(_ kind: ObjectKind, _ name: String, _ bytes: [UInt8]) throws -> String {
         let tmpDir = "\(root)/tmp"
         try makeDirectory(tmpDir)
@@ -116,6 +121,15 @@ public struct LocalBackend: VaultBackend {
         guard fd >= 0 else { throw error(errno, kind, name, tmp) }
         do {
             try bytes.withUnsafeBytes { b in
+                if b.count >= Self.directMinimum {
+                    // Packs: past the page cache (see DirectWriter), then fsync as for any object.
+                    do {
+                        try DirectWriter.write(fd: fd, b, describe: { tmp })
+                    } catch let failed as DirectWriterError {
+                        throw error(failed.errno, kind, name, tmp)
+                    }
+                    return
+                }
                 var done = 0
                 while done < b.count {
                     let n = Glibc.write(fd, b.baseAddress! + done, b.count - done)

@@ -7,6 +7,9 @@ public struct ArtifactReader: Sendable {
     public let vault: Vault
     private let window: Int
     private let windowBytes: Int
+    /// Whether every blob's id is recomputed from its plaintext (Vault.openBlob says why a
+    /// restore need not): the checker does, restores do not.
+    private let checkIDs: Bool
 
     /// - Parameters:
     ///   - window: at most this many blobs are being fetched and verified ahead of the writer;
@@ -15,15 +18,16 @@ public struct ArtifactReader: Sendable {
     public init(vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount,
                 windowBytes: Int = 32 << 20) throws {
         try vault.loadIndex()
-        self.init(loadedVault: vault, window: window, windowBytes: windowBytes)
+        self.init(loadedVault: vault, window: window, windowBytes: windowBytes, checkIDs: false)
     }
 
     /// For callers that loaded the index themselves (the checker, which skips bad files).
     init(loadedVault vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount,
-         windowBytes: Int = 32 << 20) {
+         windowBytes: Int = 32 << 20, checkIDs: Bool = true) {
         self.vault = vault
         self.window = max(1, window)
         self.windowBytes = max(1, windowBytes)
+        self.checkIDs = checkIDs
     }
 
     /// The content blob ids of an artifact, in order.
@@ -137,7 +141,7 @@ public struct ArtifactReader: Sendable {
             throw VaultError.corruptObject(kind: .packs, name: packName, reason: "blob \(id.hex) is not of type \(type)")
         }
         let sealed = try vault.backend.read(.packs, packName, offset: Int(loc.entry.offset), length: Int(loc.entry.length))
-        return try vault.openBlob(sealed, entry: loc.entry, pack: packName)
+        return try vault.openBlob(sealed, entry: loc.entry, pack: packName, checkID: checkIDs)
     }
 }
 
