@@ -31,12 +31,34 @@ final class Connection {
         guard PQstatus(c) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(c))
             PQfinish(c)
-            throw PostgresError("cannot connect (\(conninfo)): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw PostgresError("cannot connect (\(Connection.redacted(conninfo))): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         conn = c
     }
 
     deinit { PQfinish(conn) }
+
+    /// The conninfo for messages: the keys it sets, a password shown as `***`. Parsed by
+    /// libpq, so a URI (`postgresql://user:secret@host/db`) is redacted as well as a
+    /// key=value string; one libpq cannot parse is not shown at all.
+    static func redacted(_ conninfo: String) -> String {
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &error) else {
+            if let error { PQfreemem(error) }
+            return "connection string not shown: libpq cannot parse it"
+        }
+        defer { PQconninfoFree(options) }
+        var parts: [String] = []
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if let value = option.pointee.val {
+                let key = String(cString: keyword)
+                parts.append("\(key)=\(key == "password" ? "***" : String(cString: value))")
+            }
+            option += 1
+        }
+        return parts.joined(separator: " ")
+    }
 
     /// Rows of text values (nil for NULL).
     @discardableResult

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Synchronization
 
 /// Writes a file front to back with O_DIRECT where the file system allows it, through an
@@ -18,6 +19,10 @@ import Synchronization
 /// systems) gets ordinary writes throughout. Either way the caller still fsyncs: O_DIRECT
 /// does not make data or metadata durable.
 ///
+/// Full buffers are written on a shared I/O queue, up to `depth` at once, while the caller
+/// fills the next: a direct write waits for the device, and one at a time left the device
+/// idle while the caller copied.
+///
 /// Used by one thread at a time.
 public final class DirectWriter: @unchecked Sendable {
     /// Alignment for buffer, offsets and lengths: the largest logical block size in common use.
@@ -26,25 +31,36 @@ public final class DirectWriter: @unchecked Sendable {
     public let fd: Int32
     /// Whether blocks still go direct (false once the file system refused it).
     public private(set) var direct: Bool
-    private let buffer: UnsafeMutableRawBufferPointer
+    private var buffer: UnsafeMutableRawBufferPointer
     private var filled = 0
     /// File offset of the buffer's first byte.
     private var offset: Int64
     private let describe: () -> String
+    private let slots: DispatchSemaphore
+    private let inFlight = DispatchGroup()
+    /// What the background writes found: an error, or that O_DIRECT was refused.
+    private let outcome = Mutex<(errno: Int32?, refused: Bool)>((nil, false))
+    private static let io = DispatchQueue(label: "coffer.direct-writes", qos: .userInitiated, attributes: .concurrent)
 
     /// - Parameters:
     ///   - fd: a descriptor open for writing, positioned anywhere (writes use pwrite);
     ///   - offset: where the first byte goes; direct only when it is aligned;
+    ///   - depth: full buffers being written at once;
     ///   - describe: names the file in errors.
-    public init(fd: Int32, offset: Int64 = 0, describe: @escaping () -> String) {
+    public init(fd: Int32, offset: Int64 = 0, depth: Int = 2, describe: @escaping () -> String) {
         self.fd = fd
         self.offset = offset
         self.describe = describe
+        slots = DispatchSemaphore(value: max(1, depth))
         buffer = StagingBuffers.shared.take()
         direct = offset % Int64(Self.alignment) == 0 && Self.setDirect(fd, true)
     }
 
-    deinit { StagingBuffers.shared.give(buffer) }
+    deinit {
+        // Background writes use the descriptor, which the owner closes after this.
+        inFlight.wait()
+        StagingBuffers.shared.give(buffer)
+    }
 
     /// Writes all of `bytes` from `offset` on; the caller fsyncs and closes.
     public static func write(fd: Int32, offset: Int64 = 0, _ bytes: UnsafeRawBufferPointer,
@@ -62,55 +78,95 @@ public final class DirectWriter: @unchecked Sendable {
             (buffer.baseAddress! + filled).copyMemory(from: bytes.baseAddress! + done, byteCount: n)
             filled += n
             done += n
-            if filled == buffer.count { try drain() }
+            if filled == buffer.count { try submit() }
         }
     }
 
-    /// Writes what is buffered; the descriptor is left open for the caller to fsync and close.
+    /// Writes what is buffered and waits for every write; the descriptor is left open for the
+    /// caller to fsync and close.
     public func finish() throws {
+        inFlight.wait()
+        try collect()
         try drain()
     }
 
-    /// Writes the buffer: its whole blocks direct, a partial last block through the page cache.
+    /// Hands the full buffer to the I/O queue and takes a fresh one; buffered mode writes it
+    /// here instead.
+    private func submit() throws {
+        try collect()
+        guard direct else { return try drain() }
+        slots.wait()
+        inFlight.enter()
+        let full = UInt(bitPattern: buffer.baseAddress), count = filled, at = offset
+        Self.io.async { [self] in
+            let start = UnsafeRawPointer(bitPattern: full)!
+            let result = Self.pwriteAll(fd, start, count, at, direct: true)
+            if result.refused || result.errno != nil {
+                outcome.withLock {
+                    $0.refused = $0.refused || result.refused
+                    if $0.errno == nil { $0.errno = result.errno }
+                }
+            }
+            StagingBuffers.shared.give(UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: start), count: StagingBuffers.size))
+            slots.signal()
+            inFlight.leave()
+        }
+        buffer = StagingBuffers.shared.take()
+        offset += Int64(count)
+        filled = 0
+    }
+
+    /// Throws what a background write failed with; notes a refusal of O_DIRECT.
+    private func collect() throws {
+        let (errno, refused) = outcome.withLock { ($0.errno, $0.refused) }
+        if refused { direct = false }
+        if let errno { throw DirectWriterError(file: describe(), errno: errno) }
+    }
+
+    /// Writes the buffer here: its whole blocks direct, a partial last block through the page
+    /// cache.
     private func drain() throws {
         var start = 0
-        if direct { start = try put(0, filled / Self.alignment * Self.alignment) }
+        if direct {
+            start = filled / Self.alignment * Self.alignment
+            let result = Self.pwriteAll(fd, buffer.baseAddress!, start, offset, direct: true)
+            if let errno = result.errno { throw DirectWriterError(file: describe(), errno: errno) }
+            if result.refused { direct = false }
+        }
         if start < filled {
             if direct {
                 // Not a whole block: O_DIRECT would refuse it.
                 direct = false
                 Self.setDirect(fd, false)
             }
-            _ = try put(start, filled)
+            let result = Self.pwriteAll(fd, buffer.baseAddress! + start, filled - start, offset + Int64(start), direct: false)
+            if let errno = result.errno { throw DirectWriterError(file: describe(), errno: errno) }
         }
+        offset += Int64(filled)
         filled = 0
     }
 
-    /// pwrite of buffer[from..<to] at the matching file offset; returns `to`. A direct write
-    /// the kernel refuses (EINVAL: alignment it wants larger) or cuts short falls back to
-    /// buffered writes for the rest of the file.
-    private func put(_ from: Int, _ to: Int) throws -> Int {
-        var at = from
-        while at < to {
-            let n = pwrite(fd, buffer.baseAddress! + at, to - at, off_t(offset))
+    /// pwrite of all `count` bytes at `offset`. A direct write the kernel refuses (EINVAL:
+    /// it wants a larger alignment) clears O_DIRECT on the descriptor and is done buffered.
+    private static func pwriteAll(_ fd: Int32, _ start: UnsafeRawPointer, _ count: Int, _ offset: Int64,
+                                  direct: Bool) -> (errno: Int32?, refused: Bool) {
+        var at = 0
+        var refused = false
+        while at < count {
+            let n = pwrite(fd, start + at, count - at, off_t(offset + Int64(at)))
             if n < 0 {
                 if errno == EINTR { continue }
-                if direct, errno == EINVAL {
-                    direct = false
-                    Self.setDirect(fd, false)
+                if direct, !refused, errno == EINVAL {
+                    refused = true
+                    setDirect(fd, false)
                     continue
                 }
-                throw DirectWriterError(file: describe(), errno: errno)
+                return (errno, refused)
             }
-            if n == 0 { throw DirectWriterError(file: describe(), errno: EIO) }
+            if n == 0 { return (EIO, refused) }
             at += n
-            offset += Int64(n)
-            if direct, n % Self.alignment != 0 {
-                direct = false
-                Self.setDirect(fd, false)
-            }
         }
-        return to
+        return (nil, refused)
     }
 
     /// Sets or clears O_DIRECT on an open descriptor; false when the file system refuses.

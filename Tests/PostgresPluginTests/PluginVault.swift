@@ -30,7 +30,12 @@ final class PluginVault {
     func backup(_ server: PostgresServer, remote: Bool) throws -> String {
         let options = remote ? ["connection": server.conninfo, "mode": "remote"]
                              : ["connection": server.conninfo, "data_directory": server.dataDirectory]
-        return try job().backup(BackupRequest(source: "main", kind: "full", options: options))
+        return try backup(options: options)
+    }
+
+    /// A full backup with these source options.
+    func backup(options: [String: String]) throws -> String {
+        try job().backup(BackupRequest(source: "main", kind: "full", options: options))
     }
 
     /// Restores a backup into `dir/name` (not started); returns the directory.
