@@ -7,22 +7,38 @@ public final class PostgresServer: @unchecked Sendable {
     public static let bin = "/usr/lib/postgresql/15/bin"
     public let root: String
     public let dataDirectory: String
-    public let port = 5432
+    public let port: Int
+    /// Whether it also listens on 127.0.0.1:`port`, with TLS (a self-signed certificate).
+    public let tls: Bool
     public private(set) var running = false
 
     public var socketDirectory: String { root }
     public var conninfo: String { "host=\(root) port=\(port) user=postgres dbname=postgres" }
+    /// Over TCP, refusing anything but TLS (libpq's `sslmode=require`); only with `tls`.
+    public var tlsConninfo: String { "host=127.0.0.1 port=\(port) user=postgres dbname=postgres sslmode=require" }
 
-    /// - Parameter settings: extra postgresql.conf lines (`wal_level = replica`, ...).
-    public init(settings: [String: String] = [:]) throws {
+    /// - Parameters:
+    ///   - settings: extra postgresql.conf lines (`wal_level = replica`, ...);
+    ///   - tls: also listen on 127.0.0.1 with TLS, on a free port (the socket's too).
+    public init(settings: [String: String] = [:], tls: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: "\(PostgresServer.bin)/initdb") else {
             throw FixtureError("PostgreSQL 15 is not installed (scripts/bootstrap installs postgresql-15)")
         }
+        self.tls = tls
+        port = tls ? try PostgresServer.freeTCPPort() : 5432
         root = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-pg.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         dataDirectory = root + "/data"
         if getuid() == 0 { try FixtureProcess.run("/bin/chown", ["postgres:postgres", root]) }
         try asPostgres("\(PostgresServer.bin)/initdb", ["-D", dataDirectory, "-A", "trust", "-U", "postgres", "--no-sync"])
         var conf = "listen_addresses = ''\nunix_socket_directories = '\(root)'\nport = \(port)\nfsync = off\n"
+        if tls {
+            // A throwaway self-signed certificate: sslmode=require encrypts without checking it.
+            try asPostgres("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                                                "-subj", "/CN=localhost", "-keyout", dataDirectory + "/server.key",
+                                                "-out", dataDirectory + "/server.crt"])
+            try asPostgres("/bin/chmod", ["600", dataDirectory + "/server.key"])
+            conf += "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+        }
         for (k, v) in settings.sorted(by: { $0.key < $1.key }) { conf += "\(k) = \(v)\n" }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/postgresql.conf"))
         try handle.seekToEnd()
@@ -34,6 +50,8 @@ public final class PostgresServer: @unchecked Sendable {
     /// A server on a data directory restored elsewhere (not started yet): it gets its own
     /// socket directory, whatever the restored postgresql.conf says.
     public init(restoredDataDirectory: String) throws {
+        port = 5432
+        tls = false
         root = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-pg.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         dataDirectory = restoredDataDirectory
         if getuid() == 0 { try FixtureProcess.run("/bin/chown", ["-R", "postgres:postgres", root, restoredDataDirectory]) }
@@ -43,9 +61,27 @@ public final class PostgresServer: @unchecked Sendable {
     /// A server some other program started (a restore with --start) on `dataDirectory`,
     /// listening on a socket in `socketDirectory`: stopped and that directory removed at the end.
     public init(adopting dataDirectory: String, socketDirectory: String) {
+        port = 5432
+        tls = false
         root = socketDirectory
         self.dataDirectory = dataDirectory
         running = true
+    }
+
+    /// A TCP port nothing listens on now (the kernel's pick for a socket bound to port 0).
+    static func freeTCPPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FixtureError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw FixtureError("bind: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// A directory for sockets or files, owned by the postgres OS user when running as root.
@@ -62,7 +98,7 @@ public final class PostgresServer: @unchecked Sendable {
 
     public func start() throws {
         try asPostgres("\(PostgresServer.bin)/pg_ctl", ["-D", dataDirectory, "-l", root + "/log", "-w", "-t", "60",
-                                                         "-o", "-c unix_socket_directories='\(root)' -c port=\(port) -c listen_addresses=''",
+                                                         "-o", "-c unix_socket_directories='\(root)' -c port=\(port) -c listen_addresses='\(tls ? "127.0.0.1" : "")'",
                                                          "start"])
         running = true
     }

@@ -10,16 +10,18 @@ final class ArchivingCluster {
     let server: PostgresServer
     static var coffer: String { BuildProducts.directory(containing: "coffer") + "/coffer" }
 
-    /// - Parameter remote: the source names no data_directory, so base backups are taken in
-    ///   remote mode (BASE_BACKUP over a replication connection).
-    init(remote: Bool = false) throws {
+    /// - Parameters:
+    ///   - remote: the source names no data_directory, so base backups are taken in remote
+    ///     mode (BASE_BACKUP over a replication connection);
+    ///   - tls: the source connects over TCP with TLS required (the server gets a certificate).
+    init(remote: Bool = false, tls: Bool = false) throws {
         work = try PostgresServer.scratchDirectory()
         config = work + "/coffer.toml"
         server = try PostgresServer(settings: [
             "archive_mode": "on",
             "archive_command": "'\(ArchivingCluster.coffer) wal-push --config \(config) %p'",
             "track_commit_timestamp": "on",
-        ])
+        ], tls: tls)
         try "test passphrase\n".write(toFile: work + "/passphrase", atomically: true, encoding: .utf8)
         try """
             [vault]
@@ -28,7 +30,7 @@ final class ArchivingCluster {
 
             [source.main]
             engine = "postgres"
-            connection = "\(server.conninfo)"
+            connection = "\(tls ? server.tlsConninfo : server.conninfo)"
             \(remote ? "" : "data_directory = \"\(server.dataDirectory)\"")
             """.write(toFile: config, atomically: true, encoding: .utf8)
         if getuid() == 0 { try FixtureProcess.run("/bin/chown", ["postgres:postgres", config, work + "/passphrase"]) }

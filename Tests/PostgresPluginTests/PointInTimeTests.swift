@@ -188,7 +188,16 @@ final class PointInTimeTests: XCTestCase {
 /// no backup is recorded, PostgreSQL is not left in backup mode, and the next backup works.
 final class KilledBackupTests: XCTestCase {
     func testPluginKilledMidBackupLeavesNoBackupAndTheNextOneWorks() throws {
-        let cluster = try ArchivingCluster()
+        try killMidBackup(remote: false)
+    }
+
+    /// The same in remote mode: the server's BASE_BACKUP loses its connection midway.
+    func testRemotePluginKilledMidBackupLeavesNoBackupAndTheNextOneWorks() throws {
+        try killMidBackup(remote: true)
+    }
+
+    private func killMidBackup(remote: Bool) throws {
+        let cluster = try ArchivingCluster(remote: remote)
         try cluster.server.sql("""
             CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL);
             INSERT INTO ledger SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 1500000) g;
@@ -218,6 +227,21 @@ final class KilledBackupTests: XCTestCase {
         XCTAssertEqual(backup.terminationStatus, 20, message)
         XCTAssertTrue(message.contains("coffer-postgres"), message)
         XCTAssertEqual(try cluster.run("backups", "--source", "main").contains("full"), false)
+        // The server lets go of the backup: its session ends, and with it the temporary slot
+        // that held back WAL (polled: the server notices the closed socket on its own time).
+        let released = Date().addingTimeInterval(30)
+        while try cluster.value(cluster.server, "SELECT count(*) FROM pg_replication_slots") != "0" {
+            guard Date() < released else {
+                let slots = try cluster.server.sql("""
+                    SELECT s.slot_name || ' temporary=' || s.temporary || ' pid=' || coalesce(s.active_pid::text, '-')
+                           || ' state=' || coalesce(a.state, '-') || ' wait=' || coalesce(a.wait_event, '-')
+                           || ' query=' || coalesce(left(a.query, 80), '-')
+                    FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid
+                    """)
+                return XCTFail("the killed backup's replication slot is still there: \(slots)")
+            }
+            usleep(50_000)
+        }
 
         try cluster.run("backup", "--source", "main")
         let listing = try cluster.run("backups", "--source", "main", "--json")
