@@ -62,4 +62,29 @@ final class ReplayModeTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("oplog replay by translation to ordinary writes (replay = translate)"), r.stderr)
         XCTAssertEqual(try documents(MongoClient(uri: target.uri), "cfg", "ledger"), try documents(source, "shop", "ledger"))
     }
+
+    /// The applier in applyOps mode on a server without applyOps: commands are translated
+    /// (the create runs), inserts wait in a batch, and sending the batch fails loudly instead
+    /// of reporting them applied.
+    func testApplyOpsBatchFailureIsAnError() throws {
+        let server = try SecantusServer()
+        defer { try? server.stop() }
+        try checkBatchFailure(MongoClient(uri: server.uri))
+    }
+
+    func checkBatchFailure(_ client: MongoClient) throws {
+        let applier = OplogApplier(client: client, map: DatabaseMap(options: ["database.app": "app2"]), mode: .applyOps)
+        func entry(_ i: UInt32, _ op: String, _ ns: String, _ o: Document) throws -> OplogEntry {
+            try OplogEntry(["ts": .timestamp(Timestamp(t: 1_700_000_000, i: i)), "op": .string(op), "ns": .string(ns), "o": .document(o)])
+        }
+        try applier.apply(entry(1, "c", "app.$cmd", ["create": "items"]))
+        try applier.apply(entry(2, "i", "app.items", ["_id": .int32(1)]))
+        try applier.apply(entry(3, "i", "app.items", ["_id": .int32(2)]))
+        XCTAssertThrowsError(try applier.finish()) {
+            XCTAssertTrue("\($0)".contains("applyOps of 2 oplog entries failed"), "\($0)")
+        }
+        XCTAssertEqual(applier.applyOpsCommands, 0)
+        XCTAssertEqual(try client.commandCursor("app2", ["listCollections": .int32(1)]).compactMap { $0["name"]?.string }, ["items"])
+        XCTAssertEqual(try documents(client, "app2", "items").count, 0)
+    }
 }
