@@ -58,6 +58,8 @@ start_server source; SRC=$URI
 start_server target; DST=$URI
 
 echo "loading ${SIZE_MIB} MiB into $COLLECTIONS collections..." >&2
+now() { date +%s.%N; }
+l0=$(now)
 "$PY" - "$SRC" "$SIZE_MIB" "$COLLECTIONS" <<'EOF'
 import sys, os, base64, pymongo
 uri, mib, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -76,6 +78,7 @@ for k in range(n):
     if batch: coll.insert_many(batch, ordered=False)
     coll.create_index("n")
 EOF
+l1=$(now); LOAD=$("$PY" -c "print($l1-$l0)")
 
 cat >"$WORK/coffer.toml" <<EOF
 [vault]
@@ -90,7 +93,6 @@ EOF
 echo "bench passphrase" >"$WORK/passphrase"
 "$COFFER_BIN" vault init --config "$WORK/coffer.toml" >/dev/null
 
-now() { date +%s.%N; }
 vault_bytes() { du -sb "$WORK/vault" | cut -f1; }
 BYTES=$("$PY" - "$SRC" <<'EOF'
 import sys, pymongo
@@ -144,7 +146,7 @@ EOF
 
 "$PY" - <<EOF
 mb = $MB
-rows = [("plain cursor (floor)", $FLOOR, None), ("coffer dump 1", $DUMP1, $v1 - $v0),
+rows = [("load: pymongo insert_many (ref.)", $LOAD, None), ("plain cursor (floor)", $FLOOR, None), ("coffer dump 1", $DUMP1, $v1 - $v0),
         ("coffer dump 2 (~1% changed)", $DUMP2, $v2 - $v1), ("coffer restore", $RESTORE, None)]
 print(f"data: {mb:.0f} MB of BSON in $COLLECTIONS collections; dump_connections=$DUMP_CONNECTIONS restore_connections=$RESTORE_CONNECTIONS")
 print(f"{'step':32} {'seconds':>9} {'MB/s':>8} {'vault growth':>14}")

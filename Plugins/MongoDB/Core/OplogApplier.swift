@@ -1,15 +1,27 @@
 import Foundation
 
-/// Replays oplog entries onto a server as ordinary writes and commands, for servers without
-/// `applyOps` (SecantusDB, DocumentDB) and equally for mongod: inserts become upserts of the
+/// Replays oplog entries onto a server. In `.translate` mode (servers without `applyOps`:
+/// SecantusDB, DocumentDB) as ordinary writes and commands: inserts become upserts of the
 /// whole document, updates are applied as the entry says (mongod's `$v: 2` diff read,
 /// applied and written back; SecantusDB's updatedFields/removedFields as $set/$unset; old
 /// `$set`/`$unset` as they are; a whole document as a replacement), deletes by `_id`.
 /// Every write is idempotent, so entries already reflected in a dump's documents replay
 /// harmlessly. Transactions apply all or nothing in one server transaction.
+///
+/// In `.applyOps` mode (mongod) inserts, updates and deletes go to mongod's own applier in
+/// applyOps batches (ApplyOpsBuilder), a transaction's operations in one applyOps of their
+/// own; what applyOps cannot take as it is (commands, other diff forms) is translated, after
+/// the batch before it has been sent, so order is kept.
 public final class OplogApplier {
     let client: MongoClient
     let map: DatabaseMap
+    public let mode: ReplayMode
+    let builder: ApplyOpsBuilder
+    /// Operations waiting to go to the target in one applyOps.
+    private var batch: [Document] = []
+    private var batchBytes = 0
+    /// applyOps commands sent.
+    public private(set) var applyOpsCommands = 0
     /// Entries of one transaction in SecantusDB's form (one entry per write, all with the
     /// same ts, lsid and txnNumber), gathered until an entry of another ts arrives.
     private var group: [OplogEntry] = []
@@ -18,9 +30,14 @@ public final class OplogApplier {
     public private(set) var applied = 0
     public private(set) var last: OplogEntry?
 
-    public init(client: MongoClient, map: DatabaseMap) {
+    /// About what one applyOps should carry (mongod takes commands up to 16 MiB + 16 KiB).
+    static let batchLimit = (operations: 500, bytes: 8 << 20)
+
+    public init(client: MongoClient, map: DatabaseMap, mode: ReplayMode = .translate) {
         self.client = client
         self.map = map
+        self.mode = mode
+        builder = ApplyOpsBuilder(map: map)
     }
 
     /// Applies one entry (or holds it back until its transaction is complete).
@@ -31,7 +48,7 @@ public final class OplogApplier {
         if OplogApplier.txnKey(entry.document) != nil, ["i", "u", "d"].contains(entry.op) {
             group.append(entry)
         } else {
-            try applyOne(entry.document, session: nil)
+            try route(entry.document)
         }
         applied += 1
         last = entry
@@ -41,6 +58,7 @@ public final class OplogApplier {
     /// mongod transactions with no commit entry yet stay unapplied: they had not committed.
     public func finish() throws {
         try flushGroup()
+        try flushBatch()
     }
 
     private func flushGroup() throws {
@@ -48,10 +66,64 @@ public final class OplogApplier {
         group = []
         guard !entries.isEmpty else { return }
         if entries.count == 1 {
-            try applyOne(entries[0].document, session: nil)
+            try route(entries[0].document)
         } else {
-            try transaction(entries.map(\.document))
+            try applyTransaction(entries.map(\.document))
         }
+    }
+
+    /// One entry outside a transaction: into the applyOps batch, or translated.
+    private func route(_ e: Document) throws {
+        if mode == .applyOps {
+            switch builder.shape(e) {
+            case .skip: return
+            case .op(let op):
+                let size = op.bytes.count
+                if !batch.isEmpty && (batch.count >= OplogApplier.batchLimit.operations || batchBytes + size > OplogApplier.batchLimit.bytes) {
+                    try flushBatch()
+                }
+                batch.append(op)
+                batchBytes += size
+                return
+            case .translate: break
+            }
+        }
+        try flushBatch()
+        try applyOne(e, session: nil)
+    }
+
+    private func flushBatch() throws {
+        let ops = batch
+        batch = []
+        batchBytes = 0
+        if !ops.isEmpty { try runApplyOps(ops, what: "\(ops.count) oplog entries") }
+    }
+
+    /// Sends one applyOps. mongod before 6.2 applies a command of only inserts, updates and
+    /// deletes atomically; from 6.2 one operation after another, reporting any that failed
+    /// (ok: 0, `results` false for them). Either way a failure fails the restore.
+    private func runApplyOps(_ ops: [Document], what: String) throws {
+        let reply: Document
+        do {
+            reply = try client.command("admin", builder.command(ops))
+        } catch let error as MongoError {
+            throw MongoError("applyOps of \(what) failed: \(error) (the target may hold part of them; restore again with --force, or with replay = translate)", code: error.code)
+        }
+        applyOpsCommands += 1
+        if let results = reply["results"]?.array, let bad = results.firstIndex(where: { $0.bool == false }) {
+            throw MongoError("applyOps of \(what) failed at operation \(bad): \(ops[bad]) (restore again with --force, or with replay = translate)")
+        }
+    }
+
+    /// A whole transaction: one applyOps of its own when applyOps can take every operation,
+    /// otherwise one server transaction of translated writes.
+    private func applyTransaction(_ ops: [Document]) throws {
+        try flushBatch()
+        if mode == .applyOps, let shaped = builder.transaction(ops) {
+            if !shaped.isEmpty { try runApplyOps(shaped, what: "a transaction of \(shaped.count) operations") }
+            return
+        }
+        try transaction(ops)
     }
 
     static func txnKey(_ d: Document) -> String? {
@@ -212,9 +284,9 @@ public final class OplogApplier {
                 return
             }
             let all = (key.flatMap { pending.removeValue(forKey: $0) } ?? []) + ops
-            try transaction(all)
+            try applyTransaction(all)
         case "commitTransaction":
-            if let key = OplogApplier.txnKey(entry), let ops = pending.removeValue(forKey: key) { try transaction(ops) }
+            if let key = OplogApplier.txnKey(entry), let ops = pending.removeValue(forKey: key) { try applyTransaction(ops) }
         case "abortTransaction":
             if let key = OplogApplier.txnKey(entry) { pending[key] = nil }
         case "startIndexBuild", "abortIndexBuild":

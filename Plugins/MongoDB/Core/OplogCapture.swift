@@ -78,6 +78,7 @@ public final class OplogCapture {
         let cursor = try client.find("local", "oplog.rs", filter: filter,
                                      opts: ["tailable": .bool(true), "awaitData": .bool(true), "maxAwaitTimeMS": .int32(1000),
                                             "batchSize": .int32(1000)])
+        let source = TailSource(client: client, cursor: cursor)
         var slice = Slice()
         var checkedResume = after == nil
         var lastAlive = Date()
@@ -97,8 +98,7 @@ public final class OplogCapture {
         }
 
         while true {
-            let entry = try cursor.next { raw -> (OplogEntry, [UInt8]) in (try OplogEntry(Document(bson: raw)), Array(raw)) }
-            if let (e, raw) = entry {
+            if let (e, raw) = try source.next() {
                 if !checkedResume {
                     // The first entry must be the last stored one; anything newer means the
                     // oplog was truncated past it and entries in between are lost.
@@ -108,6 +108,12 @@ public final class OplogCapture {
                     checkedResume = true
                 }
                 if let after, e.ts <= after { continue }
+                if let end, e.ts > end {
+                    // --once stores up to the newest entry at its start. Under a steady write
+                    // load the cursor is never idle, so the end is checked here as well.
+                    try cut()
+                    return true
+                }
                 if let last = slice.last, last.ts != e.ts, slice.bytes.count >= sliceBytes || Date().timeIntervalSince(slice.started) >= sliceSeconds {
                     try cut()
                 }
@@ -148,6 +154,58 @@ public final class OplogCapture {
                 + String(repeating: "0", count: max(0, 10 - String(ts.i).count)) + String(ts.i)
         }
         return "oplog-\(pad(first))-\(pad(last))"
+    }
+}
+
+/// The entries of a freshly opened tailable cursor on the oplog, without the hole SecantusDB
+/// leaves in it: its find answers the first batch from one scan of the oplog and starts the
+/// tail after the newest entry visible once that scan is done, so entries committed during
+/// the scan come from neither (probed on 0.7.0b3: 38 of 171 entries missed under a write loop
+/// while the cursor opened on a 100,000-entry oplog). So once the cursor has answered, one
+/// plain query from its first entry reads everything committed by then; the cursor's own
+/// entries are taken only past the last of those. On mongod the plain query is a cheap
+/// range read and changes nothing.
+final class TailSource {
+    typealias Item = (OplogEntry, [UInt8])
+    let client: MongoClient
+    let cursor: MongoCursor
+    private var started = false
+    private var fill: MongoCursor?
+    private var handedThrough: Timestamp?
+
+    init(client: MongoClient, cursor: MongoCursor) {
+        self.client = client
+        self.cursor = cursor
+    }
+
+    private func tail() throws -> Item? {
+        try cursor.next { raw -> Item in (try OplogEntry(Document(bson: raw)), Array(raw)) }
+    }
+
+    /// The next entry, or nil when none is there now.
+    func next() throws -> Item? {
+        if !started {
+            started = true
+            // The cursor's first entry: its find has run, so its tail has started.
+            guard let (first, _) = try tail() else { return nil }
+            fill = try client.find("local", "oplog.rs", filter: ["ts": .document(["$gte": .timestamp(first.ts)])],
+                                   opts: ["batchSize": .int32(1000)])
+        }
+        if let f = fill {
+            if let item = try f.next({ raw -> Item in (try OplogEntry(Document(bson: raw)), Array(raw)) }) {
+                handedThrough = item.0.ts
+                return item
+            }
+            fill = nil
+            guard handedThrough != nil else {
+                throw MongoError("the oplog moved past the capture's first entry while the capture opened its cursor")
+            }
+        }
+        while let item = try tail() {
+            if let through = handedThrough, item.0.ts <= through { continue }
+            return item
+        }
+        return nil
     }
 }
 

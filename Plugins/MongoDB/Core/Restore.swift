@@ -7,7 +7,8 @@ import Foundation
 /// Options: `target_uri` (required), `database.OLD=NEW` (restore a database under another
 /// name), `restore_connections` (parallel inserts, default 2), `existing=force` (drop the
 /// target's collections of the same names first; without it, a collection that already
-/// exists on the target fails the restore), `target_timestamp` (T:I) or `target_time`.
+/// exists on the target fails the restore), `target_timestamp` (T:I) or `target_time`,
+/// `replay` (auto, applyops, translate: how the oplog is written; decision 014).
 public struct Restore {
     let options: [String: String]
 
@@ -34,6 +35,10 @@ public struct Restore {
         let map = DatabaseMap(options: options)
         let connections = max(1, Int(options["restore_connections"] ?? "") ?? 2)
         let client = try MongoClient(uri: uri)
+        // Asked before anything is written, so a forced applyops on a server without it fails
+        // with the target untouched.
+        let (replayMode, why) = try ReplayMode.choose(option: options["replay"], target: client)
+        PluginRunner.log("coffer-mongodb: oplog replay by \(replayMode == .applyOps ? "applyOps" : "translation to ordinary writes") (\(why))")
 
         // Catalog first: every namespace's metadata, to check the target and create collections.
         let metaNames = base.artifacts.map(\.name).filter { $0.hasPrefix("meta/") }
@@ -114,7 +119,7 @@ public struct Restore {
         PluginRunner.log("coffer-mongodb: restored \(documents) documents in \(collections.count) collections")
 
         // The oplog: the dump's own (to its consistent point), then the captured slices.
-        let applier = OplogApplier(client: client, map: map)
+        let applier = OplogApplier(client: client, map: map, mode: replayMode)
         var reached = consistent
         var reachedTime = base.positions["time"] ?? ""
         func replay(_ backup: BackupDescription, name: String, after: Timestamp, upTo limit: Timestamp?) throws -> Bool {
@@ -144,8 +149,9 @@ public struct Restore {
             stopped = try replay(log, name: artifact.name, after: consistent, upTo: nil)
         }
         try applier.finish()
-        PluginRunner.log("coffer-mongodb: replayed \(applier.applied) oplog entries, reached \(reached)")
-        return RestoreDone(positions: ["ts": reached.description, "time": reachedTime,
+        PluginRunner.log("coffer-mongodb: replayed \(applier.applied) oplog entries (\(replayMode.rawValue)"
+                         + (replayMode == .applyOps ? ", \(applier.applyOpsCommands) applyOps commands" : "") + "), reached \(reached)")
+        return RestoreDone(positions: ["ts": reached.description, "time": reachedTime, "replay": replayMode.rawValue,
                                        "documents": String(documents), "oplog_entries": String(applier.applied)])
     }
 
