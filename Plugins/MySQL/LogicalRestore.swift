@@ -29,6 +29,11 @@ struct LogicalRestore {
         if !logs.isEmpty && schema.databases.count != 1 {
             throw MySQLError("a point-in-time restore of a logical dump needs a dump of one database (option databases); this one has \(schema.databases.count)")
         }
+        // restore_binlog = off: the rows are not written to the server's binlog (as myloader
+        // does by default): faster, but replicas of this server do not get them.
+        let binlogOption = options["restore_binlog"] ?? "on"
+        guard binlogOption == "on" || binlogOption == "off" else { throw MySQLError("restore_binlog must be on or off") }
+        let logRows = binlogOption == "on"
         let main = try Connection(settings)
         try main.execute("SET SESSION foreign_key_checks = 0")
 
@@ -58,6 +63,13 @@ struct LogicalRestore {
                 defer { group.leave() }
                 do {
                     try w.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+                    // The dump's escapes are backslashes.
+                    let mode = try w.value("SELECT @@SESSION.sql_mode") ?? ""
+                    if mode.contains("NO_BACKSLASH_ESCAPES") {
+                        let kept = mode.split(separator: ",").filter { $0 != "NO_BACKSLASH_ESCAPES" }.joined(separator: ",")
+                        try w.execute("SET SESSION sql_mode = \(w.literal(kept))")
+                    }
+                    if !logRows { try w.execute("SET SESSION sql_log_bin = 0") }
                     var current = ""
                     while let (db, line) = try queue.pop() {
                         if db != current {

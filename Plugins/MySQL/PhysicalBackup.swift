@@ -36,7 +36,26 @@ struct PhysicalBackup {
         let relay = LogRelay(path: child.stderrPath, prefix: "mariabackup: ")
         defer { relay.stop() }
         let started = Date()
-        let counts = try XBStreamSplitter(pageSize: pageSize).run(XBStreamReader(read: { try child.read($0) }), into: sink)
+        let fd = child.output
+        Subprocess.widenPipe(fd)
+        Subprocess.widenPipe(STDOUT_FILENO)
+        let ahead = ReadAhead { buffer in
+            while true {
+                let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+                if n >= 0 { return n }
+                if errno != EINTR { throw MySQLError("reading from mariabackup: \(String(cString: strerror(errno)))") }
+            }
+        }
+        let counts: XBStreamSplitter.Counts
+        do {
+            counts = try XBStreamSplitter(pageSize: pageSize).run(XBStreamReader(read: { try ahead.read(into: $0) }), into: sink)
+            ahead.finish()
+        } catch {
+            // mariabackup first, so that the reading thread sees the pipe's end.
+            child.terminate()
+            ahead.stop(error)
+            throw error
+        }
         stopped = true
         try child.check()
         let log = child.stderrText
