@@ -9,6 +9,7 @@ import Foundation
 /// name. A table that exists already fails the restore before any row is written.
 struct LogicalRestore {
     let options: [String: String]
+    static let transactionBytes = 64 << 20
 
     func run(base: BackupDescription, logs: [BackupDescription], from source: ArtifactSource) throws -> RestoreDone {
         // Never fall back to the source's server when told another one in a form not read here.
@@ -70,14 +71,24 @@ struct LogicalRestore {
                         try w.execute("SET SESSION sql_mode = \(w.literal(kept))")
                     }
                     if !logRows { try w.execute("SET SESSION sql_log_bin = 0") }
+                    // Many statements a transaction: a commit each (a redo log flush, and a
+                    // binlog group) was most of the server's waiting.
+                    try w.execute("SET SESSION autocommit = 0")
                     var current = ""
+                    var uncommitted = 0
                     while let (db, line) = try queue.pop() {
                         if db != current {
                             try w.execute("USE \(Connection.quote(db))")
                             current = db
                         }
                         try line.withUnsafeBytes { try w.execute(bytes: $0) }
+                        uncommitted += line.count
+                        if uncommitted >= LogicalRestore.transactionBytes {
+                            try w.execute("COMMIT")
+                            uncommitted = 0
+                        }
                     }
+                    try w.execute("COMMIT")
                 } catch {
                     queue.fail(error)
                 }
