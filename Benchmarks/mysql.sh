@@ -9,6 +9,10 @@
 #   SIZE_MB=2048     data size (rows of ~1 KiB: half repetitive text, half random bytes)
 #   THREADS=2        dump/load connections for coffer logical, mydumper and myloader
 #   COFFER_BIN=path  use this coffer (and coffer-mysql beside it) instead of building release
+#   COFFER_LEVEL=1   zstd level of both coffer sources (compression_level; the vault's default is 3;
+#                    mariabackup and mydumper do not compress at all here)
+#   RESTORE_BINLOG=off  coffer's logical restore writes the rows to the binlog (on) or not (off,
+#                    what myloader does unless given --enable-binlog)
 # Everything lives in bench-work/mysql (scratch; removed and rebuilt on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,8 @@ root=$PWD
 [ "$(id -u)" -eq 0 ] || { echo "mysql.sh: run as root" >&2; exit 1; }
 SIZE_MB=${SIZE_MB:-2048}
 THREADS=${THREADS:-2}
+COFFER_LEVEL=${COFFER_LEVEL:-1}
+RESTORE_BINLOG=${RESTORE_BINLOG:-off}
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "SIZE_MB must be a positive integer" >&2; exit 2; }
 export LC_ALL=C
 
@@ -103,6 +109,7 @@ engine = "mysql"
 socket = "$work/mysqld.sock"
 defaults_file = "$work/my.cnf"
 method = "physical"
+compression_level = "$COFFER_LEVEL"
 [source.logi]
 engine = "mysql"
 socket = "$work/mysqld.sock"
@@ -110,6 +117,8 @@ method = "logical"
 databases = "bench"
 dump_connections = "$THREADS"
 restore_connections = "$THREADS"
+restore_binlog = "$RESTORE_BINLOG"
+compression_level = "$COFFER_LEVEL"
 TOML
 c() { "$coffer" "$@" --config "$work/coffer.toml"; }
 c vault init >/dev/null
