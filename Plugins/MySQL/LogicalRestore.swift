@@ -55,10 +55,13 @@ struct LogicalRestore {
         }
 
         // Rows: lines (one INSERT each) go to the workers with the database they belong to.
-        let queue = BoundedQueue<(String, [UInt8])>(capacity: 64 << 20)
+        // Each table goes to one worker (the one with the least waiting when it begins), as
+        // myloader does: two connections appending to one table's last page wait on each other.
         let workers = try (0..<count).map { _ in try Connection(settings) }
+        let queues = workers.map { _ in BoundedQueue<(String, [UInt8])>(capacity: max(16 << 20, (64 << 20) / count)) }
+        @Sendable func failAll(_ error: Error) { for q in queues { q.fail(error) } }
         let group = DispatchGroup()
-        for w in workers {
+        for (w, queue) in zip(workers, queues) {
             group.enter()
             Thread {
                 defer { group.leave() }
@@ -90,16 +93,23 @@ struct LogicalRestore {
                     }
                     try w.execute("COMMIT")
                 } catch {
-                    queue.fail(error)
+                    failAll(error)
                 }
             }.start()
         }
         let tables = schema.databases.flatMap { db in db.tables.map { (rename[db.name] ?? db.name, $0) } }
         var pending: [UInt8] = []
+        var queue = queues[0]
+        var last = queues.count - 1
         do {
             try source.fetch(tables.map { FetchItem(backup: base.id, name: $0.1.artifact) }) { i, piece in
                 switch piece {
-                case .begin: pending.removeAll(keepingCapacity: true)
+                case .begin:
+                    pending.removeAll(keepingCapacity: true)
+                    // The least loaded; on a tie the next one after the last picked.
+                    let order = (1...queues.count).map { (last + $0) % queues.count }
+                    last = order.min { queues[$0].queuedBytes < queues[$1].queuedBytes } ?? 0
+                    queue = queues[last]
                 case .data(let bytes):
                     pending += bytes
                     var start = 0
@@ -112,15 +122,15 @@ struct LogicalRestore {
                     guard pending.isEmpty else { throw MySQLError("\(tables[i].1.artifact) ends inside a statement") }
                 }
             }
-            queue.close()
+            for q in queues { q.close() }
         } catch {
-            queue.fail(error)
+            failAll(error)
             group.wait()
             throw error
         }
         group.wait()
-        // A worker's failure is in the queue; popping surfaces it.
-        _ = try queue.pop()
+        // A worker's failure is in the queues; popping surfaces it.
+        for q in queues { _ = try q.pop() }
 
         for db in schema.databases {
             let target = rename[db.name] ?? db.name
