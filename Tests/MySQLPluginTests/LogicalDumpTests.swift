@@ -38,7 +38,9 @@ final class LogicalDumpTests: XCTestCase {
         let source = try MariaDBVault.ledger(vault.server)
         XCTAssertGreaterThan(source.count, committed.count, "rows were committed after the dump's position")
 
+        let mark = try binlogEnd(vault.server)
         try vault.run("restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_copy")
+        XCTAssertGreaterThan(try rowsLogged(vault.server, into: "shop_copy", since: mark), 0, "restored rows go to the binlog by default")
         let rows = try MariaDBVault.ledger(vault.server, database: "shop_copy")
         assertSameRows(rows.map { Int($0.split(separator: "|")[0])! }, committed, "restored ids vs committed at the position")
         let byID = Dictionary(uniqueKeysWithValues: source.map { (Int($0.split(separator: "|")[0])!, $0) })
@@ -48,10 +50,37 @@ final class LogicalDumpTests: XCTestCase {
         XCTAssertEqual(try vault.server.value("SELECT COUNT(*) FROM recent", database: "shop_copy"),
                        String(committed.filter { $0 > 10 }.count))
 
+        if connections > 1 {
+            // restore_binlog = off: the same rows, none of them in the server's binlog.
+            let mark = try binlogEnd(vault.server)
+            try vault.run("restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_nolog",
+                          "--set", "restore_binlog=off")
+            XCTAssertEqual(try MariaDBVault.ledger(vault.server, database: "shop_nolog"), rows)
+            XCTAssertEqual(try vault.server.sql(everything, database: "shop_nolog"), try vault.server.sql(everything, database: "shop"))
+            XCTAssertEqual(try rowsLogged(vault.server, into: "shop_nolog", since: mark), 0)
+        }
+
         // Restoring over the tables that exist now is refused before any row is written.
         let again = try vault.coffer(["restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_copy"])
         XCTAssertNotEqual(again.status, 0)
         XCTAssertTrue(again.stderr.contains("shop_copy.kinds exists already") || again.stderr.contains("shop_copy.ledger exists already"), again.stderr)
+    }
+
+    /// The server's binlog file and end position now.
+    private func binlogEnd(_ server: MariaDBServer) throws -> (file: String, position: String) {
+        let row = try server.sql("SHOW MASTER STATUS").split(separator: "\n").first?.split(separator: "\t") ?? []
+        guard row.count >= 2 else { throw FixtureError("SHOW MASTER STATUS: no binlog") }
+        return (String(row[0]), String(row[1]))
+    }
+
+    /// Rows inserted into tables of `database` by the binlog events after `mark`.
+    private func rowsLogged(_ server: MariaDBServer, into database: String, since mark: (file: String, position: String)) throws -> Int {
+        let out = NSTemporaryDirectory() + "coffer-binlog-" + UUID().uuidString
+        defer { unlink(out) }
+        try FixtureProcess.run("/usr/bin/mariadb-binlog", ["--base64-output=decode-rows", "--verbose", "--start-position=\(mark.position)",
+                                                           "--result-file=\(out)", server.dataDirectory + "/" + mark.file])
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: out)), as: UTF8.self)
+        return text.components(separatedBy: "### INSERT INTO `\(database)`.").count - 1
     }
 
     /// A table altered while the dump runs (after the snapshot was fixed, before its rows
