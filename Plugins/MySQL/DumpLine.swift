@@ -1,3 +1,5 @@
+import CMariaDB
+
 /// The INSERT line being built for a dump, in raw memory: appending value by value to a
 /// Swift array (a capacity check per byte, an array per NULL) was most of the dump's CPU.
 struct DumpLine: ~Copyable {
@@ -13,6 +15,11 @@ struct DumpLine: ~Copyable {
     deinit { base.deallocate() }
 
     var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// zlib's CRC-32 of the bytes from `start` to the end.
+    func checksum(from start: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: crc32(0, base + start, UInt32(count - start)))
+    }
 
     mutating func reset(to prefix: [UInt8]) {
         count = 0

@@ -201,12 +201,13 @@ struct TableReader {
         let fields = mysql_fetch_fields(result)!
         let kinds = (0..<n).map { ValueKind(fields[$0]) }
         let head = Array("INSERT INTO \(Connection.quote(table.name)) VALUES ".utf8)
-        var line = DumpLine(capacity: DumpFormat.batchBytes + (1 << 16))
+        var line = DumpLine(capacity: DumpFormat.maxStatementBytes + (1 << 16))
         line.reset(to: head)
         var rowsInLine = 0
         while let row = mysql_fetch_row(result) {
             let lengths = mysql_fetch_lengths(result)!
             if rowsInLine > 0 { line.append(UInt8(ascii: ",")) }
+            let rowStart = line.count
             line.append(UInt8(ascii: "("))
             for i in 0..<n {
                 if i > 0 { line.append(UInt8(ascii: ",")) }
@@ -221,7 +222,7 @@ struct TableReader {
             }
             line.append(UInt8(ascii: ")"))
             rowsInLine += 1
-            if line.count >= DumpFormat.batchBytes {
+            if DumpFormat.endsStatement(length: line.count, rowBytes: line.count - rowStart, rowChecksum: { line.checksum(from: rowStart) }) {
                 line.append(UInt8(ascii: "\n"))
                 try emit(line.bytes)
                 line.reset(to: head)

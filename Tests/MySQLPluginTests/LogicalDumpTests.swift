@@ -66,6 +66,30 @@ final class LogicalDumpTests: XCTestCase {
         XCTAssertTrue(again.stderr.contains("shop_copy.kinds exists already") || again.stderr.contains("shop_copy.ledger exists already"), again.stderr)
     }
 
+    /// A second dump after ~1% of a table's rows changed (and their escaped length with them)
+    /// stores little: statements end at rows chosen by their content, so the rows
+    /// after the change are cut into the same statements as in the first dump.
+    func testASecondDumpAfterASmallChangeStoresLittle() throws {
+        let vault = try MariaDBVault(dumpConnections: 2)
+        try vault.server.sql("CREATE DATABASE shop")
+        try vault.server.sql("""
+            CREATE TABLE big (id INT PRIMARY KEY, txt VARCHAR(600), rnd VARBINARY(512)) ENGINE=InnoDB;
+            INSERT INTO big SELECT seq, REPEAT(CONCAT('row ', seq, ' of a fairly repetitive text; '), 12), RANDOM_BYTES(512)
+            FROM seq_1_to_30000
+            """, database: "shop")
+        let empty = try vault.vaultSize()
+        _ = try vault.backup("logi")
+        let first = try vault.vaultSize() - empty
+        XCTAssertGreaterThan(first, 15 << 20, "the random half alone is 15 MiB")
+        // NUL bytes, escaped as two each: every changed row grows by ~500 bytes in the dump.
+        try vault.server.sql("UPDATE big SET rnd = REPEAT(CHAR(0), 512) WHERE id <= 300", database: "shop")
+        let before = try vault.vaultSize()
+        _ = try vault.backup("logi")
+        let growth = try vault.vaultSize() - before
+        print("second logical dump after a 1% change stored \(growth) bytes, the first \(first)")
+        XCTAssertLessThan(growth, first / 20, "the second dump stored \(growth) bytes of the first's \(first) (over 5%)")
+    }
+
     /// The server's binlog file and end position now.
     private func binlogEnd(_ server: MariaDBServer) throws -> (file: String, position: String) {
         let row = try server.sql("SHOW MASTER STATUS").split(separator: "\n").first?.split(separator: "\t") ?? []

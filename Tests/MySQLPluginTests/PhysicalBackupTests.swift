@@ -56,15 +56,15 @@ final class PhysicalBackupTests: XCTestCase {
         let tableBytes = try XCTUnwrap(Int(try vault.server.value(
             "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'big'")))
         XCTAssertGreaterThan(tableBytes, 50 << 20)
-        let empty = try directorySize(vault.work + "/vault")
+        let empty = try vault.vaultSize()
         _ = try vault.backup("phys")
-        let afterFirst = try directorySize(vault.work + "/vault")
+        let afterFirst = try vault.vaultSize()
         // The first backup stores at least the random half: the bound below means something.
         XCTAssertGreaterThan(afterFirst - empty, tableBytes / 3)
 
         try vault.server.sql("UPDATE big SET rnd = RANDOM_BYTES(512) WHERE id <= 600", database: "shop")
         _ = try vault.backup("phys")
-        let growth = try directorySize(vault.work + "/vault") - afterFirst
+        let growth = try vault.vaultSize() - afterFirst
         print("second physical backup after a 1% change stored \(growth) bytes, table \(tableBytes) bytes")
         XCTAssertLessThan(growth, tableBytes / 20, "the second backup stored \(growth) bytes for a table of \(tableBytes) (over 5%)")
 
@@ -88,15 +88,5 @@ final class PhysicalBackupTests: XCTestCase {
             guard Date() < deadline else { throw FixtureError("InnoDB did not flush its dirty pages in 120 s") }
             usleep(100_000)
         }
-    }
-
-    private func directorySize(_ path: String) throws -> Int {
-        var total = 0
-        let enumerator = FileManager.default.enumerator(atPath: path)
-        while let name = enumerator?.nextObject() as? String {
-            let attributes = try FileManager.default.attributesOfItem(atPath: path + "/" + name)
-            if attributes[.type] as? FileAttributeType == .typeRegular { total += (attributes[.size] as? Int) ?? 0 }
-        }
-        return total
     }
 }
