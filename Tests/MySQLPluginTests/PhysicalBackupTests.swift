@@ -42,8 +42,10 @@ final class PhysicalBackupTests: XCTestCase {
     /// The per-file layout dedupes page by page: after ~1% of a table's rows change, a second
     /// full backup adds only a small fraction of the table's size to the vault; restored, it
     /// holds the changed table exactly.
+    /// With `--parallel=3` mariabackup interleaves the files' chunks, so files come in
+    /// several runs (artifacts) each, which the restore puts back together.
     func testSecondBackupAfterASmallChangeStoresLittle() throws {
-        let vault = try MariaDBVault()
+        let vault = try MariaDBVault(extraSourceOptions: "backup_parallel = \"3\"")
         try vault.server.sql("CREATE DATABASE shop")
         // ~1 KiB rows, half of them random bytes (which do not compress): ~60 MiB of pages.
         try vault.server.sql("""
@@ -68,6 +70,13 @@ final class PhysicalBackupTests: XCTestCase {
         print("second physical backup after a 1% change stored \(growth) bytes, table \(tableBytes) bytes")
         XCTAssertLessThan(growth, tableBytes / 20, "the second backup stored \(growth) bytes for a table of \(tableBytes) (over 5%)")
 
+        // One artifact per file run: the table's first run by its path, later runs of
+        // interleaved files as more/N/OFFSET/PATH.
+        struct Listed: Decodable { let artifacts: [String] }
+        let listed = try JSONDecoder().decode([Listed].self, from: Data(try vault.run("backups", "--source", "phys", "--json").utf8))
+        let names = try XCTUnwrap(listed.last).artifacts
+        XCTAssertTrue(names.contains("files/shop/big.ibd"), "\(names.prefix(20))")
+        XCTAssertTrue(names.contains { $0.hasPrefix("more/") }, "no file came in several runs: \(names.prefix(20))")
         let expected = try vault.server.sql("SELECT COUNT(*), SUM(CRC32(CONCAT(id, txt, HEX(rnd)))) FROM big", database: "shop")
         let target = vault.work + "/restored"
         try vault.run("restore", "--source", "phys", "--target-dir", target)
