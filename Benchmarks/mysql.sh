@@ -9,6 +9,10 @@
 #   SIZE_MB=2048     data size (rows of ~1 KiB: half repetitive text, half random bytes)
 #   THREADS=2        dump/load connections for coffer logical, mydumper and myloader
 #   COFFER_BIN=path  use this coffer (and coffer-mysql beside it) instead of building release
+#   COFFER_LEVEL=1   zstd level of both coffer sources (compression_level; the vault's default is 3;
+#                    mariabackup and mydumper do not compress at all here)
+#   RESTORE_BINLOG=off  coffer's logical restore writes the rows to the binlog (on) or not (off,
+#                    what myloader does unless given --enable-binlog)
 # Everything lives in bench-work/mysql (scratch; removed and rebuilt on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,8 @@ root=$PWD
 [ "$(id -u)" -eq 0 ] || { echo "mysql.sh: run as root" >&2; exit 1; }
 SIZE_MB=${SIZE_MB:-2048}
 THREADS=${THREADS:-2}
+COFFER_LEVEL=${COFFER_LEVEL:-1}
+RESTORE_BINLOG=${RESTORE_BINLOG:-off}
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "SIZE_MB must be a positive integer" >&2; exit 2; }
 export LC_ALL=C
 
@@ -81,6 +87,12 @@ for t in 1 2 3 4; do
 done
 # The tables' size as InnoDB reports it (the data directory also holds the redo log).
 datasize=$(sql -e "ANALYZE TABLE bench.t1, bench.t2, bench.t3, bench.t4" >/dev/null; sql -e "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench'")
+# Let InnoDB write the loaded pages first, as a steady server would have: right after a bulk
+# load most rows are only in the redo log, and the pages written after the first backups would
+# count as changed in every tool's second backup (mariabackup's incremental too).
+sql -e "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0.001, GLOBAL innodb_max_dirty_pages_pct = 0"
+for _ in $(seq 1200); do [ "$(sql -e "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'" | cut -f2)" = 0 ] && break; sleep 0.5; done
+sql -e "SET GLOBAL innodb_max_dirty_pages_pct_lwm = DEFAULT, GLOBAL innodb_max_dirty_pages_pct = DEFAULT"
 
 # --- helpers -----------------------------------------------------------------------------------
 now() { date +%s.%N; }
@@ -97,6 +109,7 @@ engine = "mysql"
 socket = "$work/mysqld.sock"
 defaults_file = "$work/my.cnf"
 method = "physical"
+compression_level = "$COFFER_LEVEL"
 [source.logi]
 engine = "mysql"
 socket = "$work/mysqld.sock"
@@ -104,6 +117,8 @@ method = "logical"
 databases = "bench"
 dump_connections = "$THREADS"
 restore_connections = "$THREADS"
+restore_binlog = "$RESTORE_BINLOG"
+compression_level = "$COFFER_LEVEL"
 TOML
 c() { "$coffer" "$@" --config "$work/coffer.toml"; }
 c vault init >/dev/null

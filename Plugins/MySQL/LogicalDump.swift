@@ -201,57 +201,42 @@ struct TableReader {
         let fields = mysql_fetch_fields(result)!
         let kinds = (0..<n).map { ValueKind(fields[$0]) }
         let head = Array("INSERT INTO \(Connection.quote(table.name)) VALUES ".utf8)
-        var line = head
+        var line = DumpLine(capacity: DumpFormat.maxStatementBytes + (1 << 16))
+        line.reset(to: head)
         var rowsInLine = 0
-        var escape = [CChar](repeating: 0, count: 1 << 16)
-        line.reserveCapacity(DumpFormat.batchBytes + (1 << 16))
         while let row = mysql_fetch_row(result) {
             let lengths = mysql_fetch_lengths(result)!
-            line.append(rowsInLine == 0 ? UInt8(ascii: "(") : UInt8(ascii: ","))
-            if rowsInLine > 0 { line.append(UInt8(ascii: "(")) }
+            if rowsInLine > 0 { line.append(UInt8(ascii: ",")) }
+            let rowStart = line.count
+            line.append(UInt8(ascii: "("))
             for i in 0..<n {
                 if i > 0 { line.append(UInt8(ascii: ",")) }
-                guard let p = row[i] else { line += Array("NULL".utf8); continue }
+                guard let p = row[i] else { line.append(TableReader.null); continue }
                 let bytes = UnsafeRawBufferPointer(start: p, count: Int(lengths[i]))
                 switch kinds[i] {
-                case .number:
-                    line.append(contentsOf: bytes)
-                case .binary:
-                    line += [UInt8(ascii: "X"), UInt8(ascii: "'")]
-                    for b in bytes {
-                        line.append(TableReader.hex[Int(b >> 4)])
-                        line.append(TableReader.hex[Int(b & 15)])
-                    }
-                    line.append(UInt8(ascii: "'"))
-                case .text:
-                    if escape.count < bytes.count * 2 + 1 { escape = [CChar](repeating: 0, count: bytes.count * 2 + 1) }
-                    let m = escape.withUnsafeMutableBufferPointer { out in
-                        mysql_real_escape_string(h, out.baseAddress, p, UInt(bytes.count))
-                    }
-                    line.append(UInt8(ascii: "'"))
-                    escape.withUnsafeBufferPointer { out in
-                        line.append(contentsOf: UnsafeRawBufferPointer(start: out.baseAddress, count: Int(m)))
-                    }
-                    line.append(UInt8(ascii: "'"))
+                case .number: line.append(raw: bytes)
+                case .hex: line.appendHex(bytes)
+                case .binary: line.appendQuoted(bytes, binary: true)
+                case .text: line.appendQuoted(bytes, binary: false)
                 }
             }
             line.append(UInt8(ascii: ")"))
             rowsInLine += 1
-            if line.count >= DumpFormat.batchBytes {
+            if DumpFormat.endsStatement(length: line.count, rowBytes: line.count - rowStart, rowChecksum: { line.checksum(from: rowStart) }) {
                 line.append(UInt8(ascii: "\n"))
-                try emit(line)
-                line = head
+                try emit(line.bytes)
+                line.reset(to: head)
                 rowsInLine = 0
             }
         }
         if mysql_errno(h) != 0 { throw translate(c.failure(sql)) }
         if rowsInLine > 0 {
             line.append(UInt8(ascii: "\n"))
-            try emit(line)
+            try emit(line.bytes)
         }
     }
 
-    static let hex = Array("0123456789ABCDEF".utf8)
+    static let null = Array("NULL".utf8)
 
     private func changed() -> MySQLError {
         MySQLError("table \(database).\(table.name) was changed (DDL) during the dump, after its snapshot was fixed; the dump is abandoned and nothing is recorded: run the backup again", code: 1412)
@@ -263,9 +248,11 @@ struct TableReader {
     }
 }
 
-/// How a column's text-protocol value is written back as a literal.
+/// How a column's text-protocol value is written back as a literal: numbers as they are,
+/// BIT and geometry values as X'…' (which they take as numbers or WKB), binary strings as
+/// _binary'…' (escaped: hex doubled the dump of binary columns) and text as '…'.
 enum ValueKind {
-    case number, binary, text
+    case number, hex, binary, text
 
     init(_ field: MYSQL_FIELD) {
         switch field.type {
@@ -273,7 +260,7 @@ enum ValueKind {
              MYSQL_TYPE_FLOAT, MYSQL_TYPE_DOUBLE, MYSQL_TYPE_LONGLONG, MYSQL_TYPE_INT24, MYSQL_TYPE_YEAR:
             self = .number
         case MYSQL_TYPE_BIT, MYSQL_TYPE_GEOMETRY:
-            self = .binary
+            self = .hex
         case MYSQL_TYPE_BLOB, MYSQL_TYPE_TINY_BLOB, MYSQL_TYPE_MEDIUM_BLOB, MYSQL_TYPE_LONG_BLOB,
              MYSQL_TYPE_STRING, MYSQL_TYPE_VAR_STRING, MYSQL_TYPE_VARCHAR:
             // charset 63 is binary: BLOB, BINARY, VARBINARY.

@@ -9,6 +9,7 @@ import Foundation
 /// name. A table that exists already fails the restore before any row is written.
 struct LogicalRestore {
     let options: [String: String]
+    static let transactionBytes = 64 << 20
 
     func run(base: BackupDescription, logs: [BackupDescription], from source: ArtifactSource) throws -> RestoreDone {
         // Never fall back to the source's server when told another one in a form not read here.
@@ -29,6 +30,11 @@ struct LogicalRestore {
         if !logs.isEmpty && schema.databases.count != 1 {
             throw MySQLError("a point-in-time restore of a logical dump needs a dump of one database (option databases); this one has \(schema.databases.count)")
         }
+        // restore_binlog = off: the rows are not written to the server's binlog (as myloader
+        // does by default): faster, but replicas of this server do not get them.
+        let binlogOption = options["restore_binlog"] ?? "on"
+        guard binlogOption == "on" || binlogOption == "off" else { throw MySQLError("restore_binlog must be on or off") }
+        let logRows = binlogOption == "on"
         let main = try Connection(settings)
         try main.execute("SET SESSION foreign_key_checks = 0")
 
@@ -49,34 +55,61 @@ struct LogicalRestore {
         }
 
         // Rows: lines (one INSERT each) go to the workers with the database they belong to.
-        let queue = BoundedQueue<(String, [UInt8])>(capacity: 64 << 20)
+        // Each table goes to one worker (the one with the least waiting when it begins), as
+        // myloader does: two connections appending to one table's last page wait on each other.
         let workers = try (0..<count).map { _ in try Connection(settings) }
+        let queues = workers.map { _ in BoundedQueue<(String, [UInt8])>(capacity: max(16 << 20, (64 << 20) / count)) }
+        @Sendable func failAll(_ error: Error) { for q in queues { q.fail(error) } }
         let group = DispatchGroup()
-        for w in workers {
+        for (w, queue) in zip(workers, queues) {
             group.enter()
             Thread {
                 defer { group.leave() }
                 do {
                     try w.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+                    // The dump's escapes are backslashes.
+                    let mode = try w.value("SELECT @@SESSION.sql_mode") ?? ""
+                    if mode.contains("NO_BACKSLASH_ESCAPES") {
+                        let kept = mode.split(separator: ",").filter { $0 != "NO_BACKSLASH_ESCAPES" }.joined(separator: ",")
+                        try w.execute("SET SESSION sql_mode = \(w.literal(kept))")
+                    }
+                    if !logRows { try w.execute("SET SESSION sql_log_bin = 0") }
+                    // Many statements a transaction: a commit each (a redo log flush, and a
+                    // binlog group) was most of the server's waiting.
+                    try w.execute("SET SESSION autocommit = 0")
                     var current = ""
+                    var uncommitted = 0
                     while let (db, line) = try queue.pop() {
                         if db != current {
                             try w.execute("USE \(Connection.quote(db))")
                             current = db
                         }
                         try line.withUnsafeBytes { try w.execute(bytes: $0) }
+                        uncommitted += line.count
+                        if uncommitted >= LogicalRestore.transactionBytes {
+                            try w.execute("COMMIT")
+                            uncommitted = 0
+                        }
                     }
+                    try w.execute("COMMIT")
                 } catch {
-                    queue.fail(error)
+                    failAll(error)
                 }
             }.start()
         }
         let tables = schema.databases.flatMap { db in db.tables.map { (rename[db.name] ?? db.name, $0) } }
         var pending: [UInt8] = []
+        var queue = queues[0]
+        var last = queues.count - 1
         do {
             try source.fetch(tables.map { FetchItem(backup: base.id, name: $0.1.artifact) }) { i, piece in
                 switch piece {
-                case .begin: pending.removeAll(keepingCapacity: true)
+                case .begin:
+                    pending.removeAll(keepingCapacity: true)
+                    // The least loaded; on a tie the next one after the last picked.
+                    let order = (1...queues.count).map { (last + $0) % queues.count }
+                    last = order.min { queues[$0].queuedBytes < queues[$1].queuedBytes } ?? 0
+                    queue = queues[last]
                 case .data(let bytes):
                     pending += bytes
                     var start = 0
@@ -89,15 +122,15 @@ struct LogicalRestore {
                     guard pending.isEmpty else { throw MySQLError("\(tables[i].1.artifact) ends inside a statement") }
                 }
             }
-            queue.close()
+            for q in queues { q.close() }
         } catch {
-            queue.fail(error)
+            failAll(error)
             group.wait()
             throw error
         }
         group.wait()
-        // A worker's failure is in the queue; popping surfaces it.
-        _ = try queue.pop()
+        // A worker's failure is in the queues; popping surfaces it.
+        for q in queues { _ = try q.pop() }
 
         for db in schema.databases {
             let target = rename[db.name] ?? db.name

@@ -2,8 +2,9 @@ import CofferPluginKit
 import CofferPluginProtocol
 import Foundation
 
-/// A physical full backup: mariabackup's xbstream, piped straight from its stdout into one
-/// artifact (no copy on disk), consistent at the binlog position and GTID it reports.
+/// A physical full backup: mariabackup's xbstream, read straight from its stdout (no copy on
+/// disk) and stored as one artifact per file (PhysicalLayout), consistent at the binlog
+/// position and GTID mariabackup reports.
 struct PhysicalBackup {
     let options: [String: String]
     let settings: ConnectionSettings
@@ -14,6 +15,7 @@ struct PhysicalBackup {
         guard connection.isMariaDB else {
             throw MySQLError("physical backups drive mariabackup, which needs MariaDB (this is MySQL \(version); use method = \"logical\")")
         }
+        let pageSize = Int(try connection.value("SELECT @@innodb_page_size") ?? "") ?? 16384
         let dataDirectory = try options["data_directory"] ?? connection.value("SELECT @@datadir") ?? ""
         // mariabackup wants a target directory even when it streams (for a few scratch
         // files); it stays empty and is removed.
@@ -34,14 +36,25 @@ struct PhysicalBackup {
         let relay = LogRelay(path: child.stderrPath, prefix: "mariabackup: ")
         defer { relay.stop() }
         let started = Date()
-        try sink.artifact(name: "mariabackup.xbstream", chunker: "cdc") { out in
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-            defer { buffer.deallocate() }
+        let fd = child.output
+        Subprocess.widenPipe(fd)
+        Subprocess.widenPipe(STDOUT_FILENO)
+        let ahead = ReadAhead { buffer in
             while true {
-                let n = try child.read(buffer)
-                if n == 0 { break }
-                try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+                if n >= 0 { return n }
+                if errno != EINTR { throw MySQLError("reading from mariabackup: \(String(cString: strerror(errno)))") }
             }
+        }
+        let counts: XBStreamSplitter.Counts
+        do {
+            counts = try XBStreamSplitter(pageSize: pageSize).run(XBStreamReader(read: { try ahead.read(into: $0) }), into: sink)
+            ahead.finish()
+        } catch {
+            // mariabackup first, so that the reading thread sees the pipe's end.
+            child.terminate()
+            ahead.stop(error)
+            throw error
         }
         stopped = true
         try child.check()
@@ -53,7 +66,8 @@ struct PhysicalBackup {
         return BackupDone(
             positions: ["binlog_file": binlog.file, "binlog_pos": String(binlog.position), "gtid": binlog.gtid,
                         "consistent_time": String(Int64(Date().timeIntervalSince1970 * 1_000_000))],
-            metadata: ["method": "physical", "server_version": version, "data_directory": dataDirectory,
+            metadata: ["method": "physical", "layout": PhysicalLayout.name, "page_size": String(pageSize),
+                       "files": String(counts.files), "server_version": version, "data_directory": dataDirectory,
                        "started": ISO8601DateFormatter().string(from: started),
                        "server_id": try connection.value("SELECT @@server_id") ?? ""])
     }

@@ -2,28 +2,27 @@ import CofferPluginKit
 import CofferPluginProtocol
 import Foundation
 
-/// Restores a physical backup as a data directory: the xbstream is fetched straight into
-/// `mbstream -x` in the target, then `mariabackup --prepare` makes it consistent (at the
-/// backup's binlog position). The target then is the data directory (copy-back done).
-/// Options: target_dir; existing = force to replace a non-empty target; os_user to own
-/// the files (mysql, when the server runs as that user).
+/// Restores a physical backup as a data directory: its files are written straight into the
+/// target (a backup of the older one-stream layout goes through `mbstream -x`), then
+/// `mariabackup --prepare` makes it consistent (at the backup's binlog position). The target
+/// then is the data directory (copy-back done). Options: target_dir; existing = force to
+/// replace a non-empty target; os_user to own the files (mysql, when the server runs as that
+/// user); prepare_memory (--use-memory of the prepare, default 1G).
 struct PhysicalRestore {
     let options: [String: String]
 
     func run(base: BackupDescription, logs: [BackupDescription], from source: ArtifactSource) throws -> RestoreDone {
         guard let target = options["target_dir"], !target.isEmpty else { throw MySQLError("restore needs target_dir") }
         try prepareTarget(target)
-        let extract = try Subprocess(options["mbstream"] ?? "mbstream", ["-x", "-C", target], stdin: .pipe)
-        do {
-            try source.fetch(backup: base.id, name: "mariabackup.xbstream") { try extract.write($0) }
-            extract.closeInput()
-            try extract.check()
-        } catch {
-            extract.closeInput()
-            _ = extract.wait()
-            throw error
+        if base.metadata["layout"] == PhysicalLayout.name {
+            try writeFiles(of: base, into: target, from: source)
+        } else {
+            try extractStream(of: base, into: target, from: source)
         }
-        let prepare = try Subprocess(options["mariabackup"] ?? "mariabackup", ["--prepare", "--target-dir=\(target)"])
+        // Recovery applies the redo log copied during the backup in batches the size of its
+        // buffer pool: mariabackup's default (100 MiB) means many passes over a busy backup's log.
+        let prepare = try Subprocess(options["mariabackup"] ?? "mariabackup",
+                                     ["--prepare", "--target-dir=\(target)", "--use-memory=\(options["prepare_memory"] ?? "1G")"])
         try prepare.check()
         var replayed: [String: String] = [:]
         if !logs.isEmpty {
@@ -41,6 +40,48 @@ struct PhysicalRestore {
         return RestoreDone(positions: ["base": base.id, "binlog_file": base.positions["binlog_file"] ?? "",
                                        "binlog_pos": base.positions["binlog_pos"] ?? "", "gtid": base.positions["gtid"] ?? ""]
                                        .merging(replayed) { _, new in new })
+    }
+
+    /// The per-file layout: every run written at its offset, in backup order.
+    private func writeFiles(of base: BackupDescription, into target: String, from source: ArtifactSource) throws {
+        var items: [FetchItem] = []
+        var runs: [(path: String, offset: UInt64)] = []
+        for artifact in base.artifacts {
+            guard let run = PhysicalLayout.parse(artifact.name) else {
+                throw MySQLError("backup \(base.id) has an artifact \(artifact.name) that is no file of a physical backup")
+            }
+            try PhysicalLayout.check(run.path)
+            items.append(FetchItem(backup: base.id, name: artifact.name))
+            runs.append(run)
+        }
+        let writer = FileRunWriter(directory: target)
+        do {
+            try source.fetch(items) { i, piece in
+                switch piece {
+                case .begin: try writer.open(path: runs[i].path, offset: runs[i].offset)
+                case .data(let bytes): try writer.append(bytes)
+                case .end: try writer.close()
+                }
+            }
+            try writer.finish()
+        } catch {
+            writer.abort(error)
+            throw error
+        }
+    }
+
+    /// Backups from before the per-file layout: one xbstream, extracted by mbstream.
+    private func extractStream(of base: BackupDescription, into target: String, from source: ArtifactSource) throws {
+        let extract = try Subprocess(options["mbstream"] ?? "mbstream", ["-x", "-C", target], stdin: .pipe)
+        do {
+            try source.fetch(backup: base.id, name: PhysicalLayout.legacyArtifact) { try extract.write($0) }
+            extract.closeInput()
+            try extract.check()
+        } catch {
+            extract.closeInput()
+            _ = extract.wait()
+            throw error
+        }
     }
 
     private func prepareTarget(_ target: String) throws {

@@ -113,4 +113,10 @@ final class Subprocess {
     }
 
     func terminate() { kill(pid, SIGTERM) }
+
+    /// Asks for a 1 MiB pipe (Linux's default is 64 KiB), so that writer and reader take
+    /// fewer turns. Best effort: the user's pipe memory may be used up.
+    static func widenPipe(_ fd: Int32) {
+        _ = fcntl(fd, 1031 /* F_SETPIPE_SZ, which Glibc's module leaves out */, Int32(1 << 20))
+    }
 }

@@ -1,5 +1,6 @@
 #include <mysql.h>
 #include <mariadb_rpl.h>
+#include <zlib.h>  // crc32, the checksum of xbstream chunks (zlib1g-dev comes with libmariadb-dev)
 
 // mariadb_rpl_optionsv is variadic, which Swift cannot call: one fixed signature per option.
 static inline int coffer_rpl_set_file(MARIADB_RPL *rpl, const char *name, size_t length) {

@@ -63,6 +63,18 @@ final class MariaDBVault {
         return (o.id, o.positions)
     }
 
+    /// Bytes of all the vault's files: what backups stored.
+    func vaultSize() throws -> Int {
+        let path = work + "/vault"
+        var total = 0
+        let enumerator = FileManager.default.enumerator(atPath: path)
+        while let name = enumerator?.nextObject() as? String {
+            let attributes = try FileManager.default.attributesOfItem(atPath: path + "/" + name)
+            if attributes[.type] as? FileAttributeType == .typeRegular { total += (attributes[.size] as? Int) ?? 0 }
+        }
+        return total
+    }
+
     /// A ledger table in database `shop`, one row per transaction from the load.
     func createLedger() throws {
         try server.sql("CREATE DATABASE shop")
