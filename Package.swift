@@ -71,7 +71,7 @@ let package = Package(
         .executableTarget(name: "coffer-postgres", dependencies: ["CofferPluginKit", "CofferIO", "CLibPQ", "CCRC32C", "CLibCrypto"], path: "Plugins/Postgres"),
         // CRC-32C with the CPU's instruction (SSE4.2), for the plugin's WAL record checks.
         .target(name: "CCRC32C"),
-        .executableTarget(name: "coffer-mysql", dependencies: ["CofferPluginKit", "CMariaDB"], path: "Plugins/MySQL"),
+        .executableTarget(name: "coffer-mysql", dependencies: ["CofferPluginKit", "CofferIO", "CMariaDB"], path: "Plugins/MySQL"),
         // MongoDB: libmongoc and libbson; the engine logic is a library so tests reach it.
         .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0",
                        providers: [.apt(["libmongoc-dev", "libbson-dev"])]),

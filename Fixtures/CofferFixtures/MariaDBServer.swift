@@ -23,7 +23,7 @@ public final class MariaDBServer: @unchecked Sendable {
         }
         root = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-maria.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         dataDirectory = root + "/data"
-        port = try MariaDBServer.freePort()
+        port = try LoopbackPort.free()
         try writeDefaults(settings)
         try FixtureProcess.run("/usr/bin/mariadb-install-db", [
             "--defaults-file=\(defaultsFile)", "--auth-root-authentication-method=normal",
@@ -36,7 +36,7 @@ public final class MariaDBServer: @unchecked Sendable {
     public init(restoredDataDirectory: String, settings: [String: String] = [:]) throws {
         root = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-maria.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         dataDirectory = restoredDataDirectory
-        port = try MariaDBServer.freePort()
+        port = try LoopbackPort.free()
         try writeDefaults(settings.merging(["server_id": "2"]) { a, _ in a })
     }
 
@@ -59,26 +59,6 @@ public final class MariaDBServer: @unchecked Sendable {
         for (k, v) in server.sorted(by: { $0.key < $1.key }) { text += v.isEmpty ? "\(k)\n" : "\(k) = \(v)\n" }
         text += "\n[client]\nsocket = \(socket)\nuser = root\ndefault-character-set = utf8mb4\n"
         try text.write(toFile: defaultsFile, atomically: true, encoding: .utf8)
-    }
-
-    /// A TCP port nothing listens on now (the kernel's pick for an ephemeral bind).
-    static func freePort() throws -> Int {
-        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket: \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-                guard bind(fd, p, len) == 0 else { return -1 }
-                return getsockname(fd, p, &len)
-            }
-        }
-        guard bound == 0 else { throw FixtureError("bind: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// Starts mariadbd in the background (detached through a shell, so nothing here has to

@@ -25,7 +25,7 @@ public final class PostgresServer: @unchecked Sendable {
             throw FixtureError("PostgreSQL 15 is not installed (scripts/bootstrap installs postgresql-15)")
         }
         self.tls = tls
-        port = tls ? try PostgresServer.freeTCPPort() : 5432
+        port = tls ? try LoopbackPort.free() : 5432
         root = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-pg.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         dataDirectory = root + "/data"
         if getuid() == 0 { try FixtureProcess.run("/bin/chown", ["postgres:postgres", root]) }
@@ -66,22 +66,6 @@ public final class PostgresServer: @unchecked Sendable {
         root = socketDirectory
         self.dataDirectory = dataDirectory
         running = true
-    }
-
-    /// A TCP port nothing listens on now (the kernel's pick for a socket bound to port 0).
-    static func freeTCPPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw FixtureError("bind: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// A directory for sockets or files, owned by the postgres OS user when running as root.

@@ -20,7 +20,7 @@ public final class SecantusServer: @unchecked Sendable {
         self.executable = exe
         root = try FixtureProcess.output("/bin/mktemp", ["-d", "/tmp/coffer-secantus.XXXXXX"]).trimmingCharacters(in: .whitespacesAndNewlines)
         dataDirectory = root + "/data"
-        port = try SecantusServer.freePort()
+        port = try LoopbackPort.free()
         self.flags = flags
         try start()
     }
@@ -92,23 +92,6 @@ public final class SecantusServer: @unchecked Sendable {
     }
 
     public var log: String { (try? String(contentsOfFile: root + "/log", encoding: .utf8)) ?? "" }
-
-    /// A port nothing listens on now: the kernel picks one for a socket bound to port 0.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard bound else { throw FixtureError("cannot find a free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 
     /// Sends an OP_MSG `{hello: 1, $db: "admin"}` and reports whether a reply with ok came
     /// back. The fixture speaks the wire protocol itself so it needs no driver.

@@ -46,3 +46,22 @@ public enum BuildProducts {
         return candidates.first { FileManager.default.isExecutableFile(atPath: "\($0)/\(executable)") } ?? candidates[0]
     }
 }
+
+/// A TCP port on 127.0.0.1 that nothing listens on now: the kernel's pick for a socket bound
+/// to port 0. (Another process could take it before the server does; fixtures start at once.)
+public enum LoopbackPort {
+    public static func free() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FixtureError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw FixtureError("bind: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,11 +1,13 @@
+import CofferIO
 import Foundation
 
 /// Writes the runs of a per-file physical backup (PhysicalLayout) into a directory on a
 /// thread of its own, so that receiving the next bytes from the agent and writing these go
-/// on at once. At most `capacity` bytes wait in memory.
+/// on at once. At most `capacity` bytes wait in memory. Runs of 1 MiB and more skip the page
+/// cache (CofferIO.DirectWriter, decision 016); the caller syncs the file system at the end.
 final class FileRunWriter: @unchecked Sendable {
     private enum Step {
-        case open(path: String, offset: UInt64)
+        case open(path: String, offset: UInt64, size: Int64)
         case data([UInt8])
         case close
     }
@@ -32,8 +34,11 @@ final class FileRunWriter: @unchecked Sendable {
         thread.start()
     }
 
-    /// The next run: PATH (relative, checked) from OFFSET; a run from 0 starts the file anew.
-    func open(path: String, offset: UInt64) throws { try queue.push(.open(path: path, offset: offset), size: 0) }
+    /// The next run: PATH (relative, checked) from OFFSET, SIZE bytes; a run from 0 starts the
+    /// file anew.
+    func open(path: String, offset: UInt64, size: Int64) throws {
+        try queue.push(.open(path: path, offset: offset, size: size), size: 0)
+    }
     func append(_ bytes: [UInt8]) throws { try queue.push(.data(bytes), size: bytes.count) }
     func close() throws { try queue.push(.close, size: 0) }
 
@@ -54,16 +59,28 @@ final class FileRunWriter: @unchecked Sendable {
         var fd: Int32 = -1
         var path = ""
         var at: UInt64 = 0
-        defer { if fd >= 0 { Glibc.close(fd) } }
+        var direct: DirectWriter?
+        defer {
+            direct = nil
+            if fd >= 0 { Glibc.close(fd) }
+        }
         while let step = try queue.pop() {
             switch step {
-            case .open(let relative, let offset):
+            case .open(let relative, let offset, let size):
                 path = directory + "/" + relative
                 try makeParent(of: relative)
                 fd = Glibc.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0), 0o640)
                 guard fd >= 0 else { throw MySQLError("cannot create \(path): \(String(cString: strerror(errno)))") }
                 at = offset
+                if size >= FileRunWriter.directMinimum {
+                    direct = DirectWriter(fd: fd, offset: Int64(offset), describe: { [path] in path })
+                }
             case .data(let bytes):
+                if let direct {
+                    do { try bytes.withUnsafeBytes { try direct.write($0) } } catch let e as DirectWriterError { throw MySQLError(e.description) }
+                    at += UInt64(bytes.count)
+                    continue
+                }
                 try bytes.withUnsafeBytes { raw in
                     var done = 0
                     while done < raw.count {
@@ -77,11 +94,18 @@ final class FileRunWriter: @unchecked Sendable {
                 }
                 at += UInt64(bytes.count)
             case .close:
+                if let writer = direct {
+                    direct = nil
+                    do { try writer.finish() } catch let e as DirectWriterError { throw MySQLError(e.description) }
+                }
                 guard Glibc.close(fd) == 0 else { fd = -1; throw MySQLError("writing \(path): \(String(cString: strerror(errno)))") }
                 fd = -1
             }
         }
     }
+
+    /// Runs from this size on are written with O_DIRECT.
+    static let directMinimum: Int64 = 1 << 20
 
     private func makeParent(of relative: String) throws {
         guard let slash = relative.lastIndex(of: "/") else { return }

@@ -37,6 +37,11 @@ struct PhysicalRestore {
             let chown = try Subprocess("chown", ["-R", "\(user):\(user)", target])
             try chown.check()
         }
+        // Durable before the restore says it is done: one sync of the file system for the
+        // files written here, prepare's and the replay's writes.
+        let dir = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if dir >= 0 { close(dir) } }
+        guard dir >= 0, mysqlSyncfs(dir) == 0 else { throw MySQLError("cannot sync \(target): \(String(cString: strerror(errno)))") }
         return RestoreDone(positions: ["base": base.id, "binlog_file": base.positions["binlog_file"] ?? "",
                                        "binlog_pos": base.positions["binlog_pos"] ?? "", "gtid": base.positions["gtid"] ?? ""]
                                        .merging(replayed) { _, new in new })
@@ -45,20 +50,20 @@ struct PhysicalRestore {
     /// The per-file layout: every run written at its offset, in backup order.
     private func writeFiles(of base: BackupDescription, into target: String, from source: ArtifactSource) throws {
         var items: [FetchItem] = []
-        var runs: [(path: String, offset: UInt64)] = []
+        var runs: [(path: String, offset: UInt64, size: Int64)] = []
         for artifact in base.artifacts {
             guard let run = PhysicalLayout.parse(artifact.name) else {
                 throw MySQLError("backup \(base.id) has an artifact \(artifact.name) that is no file of a physical backup")
             }
             try PhysicalLayout.check(run.path)
             items.append(FetchItem(backup: base.id, name: artifact.name))
-            runs.append(run)
+            runs.append((run.path, run.offset, artifact.size))
         }
         let writer = FileRunWriter(directory: target)
         do {
             try source.fetch(items) { i, piece in
                 switch piece {
-                case .begin: try writer.open(path: runs[i].path, offset: runs[i].offset)
+                case .begin: try writer.open(path: runs[i].path, offset: runs[i].offset, size: runs[i].size)
                 case .data(let bytes): try writer.append(bytes)
                 case .end: try writer.close()
                 }
@@ -95,3 +100,6 @@ struct PhysicalRestore {
         try fm.createDirectory(atPath: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
     }
 }
+
+/// syncfs(2), which Glibc's Swift module leaves out (it needs _GNU_SOURCE).
+@_silgen_name("syncfs") func mysqlSyncfs(_ fd: Int32) -> Int32
