@@ -212,7 +212,10 @@ public actor Agent {
         var candidates: [Date] = []
         for spec in specs {
             let job = jobs[spec.id]!
-            if let n = spec.schedule?.next(after: now) { candidates.append(n) }
+            // After what the last tick checked, not after now: a run that fell due between
+            // the tick and this line (the clock passing 10:00 in between) would otherwise be
+            // skipped for the next one. A deadline already past wakes the loop at once.
+            if let n = spec.schedule?.next(after: checkedThrough) { candidates.append(n) }
             if let r = job.retryAt { candidates.append(r) }
             if let s = staleDeadline(spec, job), !job.stale { candidates.append(s) }
             if spec.kind == .capture, job.running, !lagAlerted.contains(spec.id), let since = job.lastCommitAt ?? job.startedAt {

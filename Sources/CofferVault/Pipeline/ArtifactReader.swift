@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
 
-/// Reads artifacts back: blobs are fetched, authenticated, decompressed and checked against
-/// their id in parallel, and written out in order.
+/// Reads artifacts back: blobs are fetched, authenticated and decompressed in parallel (and
+/// checked against their id for the checker), and written out in order.
 public struct ArtifactReader: Sendable {
     public let vault: Vault
     private let window: Int
@@ -127,7 +127,7 @@ public struct ArtifactReader: Sendable {
         }
     }
 
-    /// One blob's plaintext, authenticated and checked against its id.
+    /// One blob's plaintext, authenticated (and checked against its id when `checkIDs`).
     public func loadBlob(_ id: BlobID, type: BlobType) throws -> [UInt8] {
         try load(id, at: vault.index.lookup(id), type: type)
     }
