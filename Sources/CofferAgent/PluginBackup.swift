@@ -11,13 +11,21 @@ extension PluginJob {
     /// are reused next time). Returns the new backup id.
     public func backup(_ request: BackupRequest, software: String = "coffer",
                     progress: (@Sendable (Int64) -> Void)? = nil) throws -> String {
+        try backupWithStatistics(request, software: software, progress: progress).id
+    }
+
+    /// `backup`, also returning what it stored: blobs new to the vault (with their plaintext
+    /// and stored bytes) and blobs it reused.
+    public func backupWithStatistics(_ request: BackupRequest, software: String = "coffer",
+                                     progress: (@Sendable (Int64) -> Void)? = nil) throws -> (id: String, statistics: BackupSession.Stats) {
         try plugin.handshake(engine: engine, software: software)
         let session = try makeSession(for: request)
         let started = Date()
-        return try plugin.guarded { () throws -> String in
+        let id = try plugin.guarded { () throws -> String in
             try plugin.writer.send(request)
             return try receive(request, session: session, frames: FrameQueue(plugin.reader), started: started, progress: progress)
         }
+        return (id, session.statistics)
     }
 
     /// `backup` for a job whose vault is still being opened: `open` runs on another thread

@@ -47,20 +47,25 @@ struct Backup: ParsableCommand {
             }
             let progress = ProgressLine("backed up")
             let request = BackupRequest(source: source.name, kind: kind, options: source.options)
-            let id = try PluginJob(vault: vault, plugin: plugin, engine: source.engine)
-                .backup(request, software: software) { progress.update(bytes: $0) }
+            let (id, stats) = try PluginJob(vault: vault, plugin: plugin, engine: source.engine)
+                .backupWithStatistics(request, software: software) { progress.update(bytes: $0) }
             progress.finish()
             let manifest = try vault.readManifest(id: id)
             if json {
                 struct Out: Encodable {
                     let id: String, source: String, engine: String, kind: String, size: Int64
                     let artifacts: Int, positions: [String: String]
+                    let newBlobs: Int, reusedBlobs: Int, addedBytes: Int64
                 }
                 try Terminal.printJSON(Out(id: id, source: source.name, engine: source.engine, kind: kind,
                                            size: manifest.logicalSize, artifacts: manifest.artifacts.count,
-                                           positions: manifest.positions))
+                                           positions: manifest.positions, newBlobs: stats.newBlobs,
+                                           reusedBlobs: stats.reusedBlobs, addedBytes: stats.newStored))
             } else {
                 print(id)
+                if Terminal.stderrIsTTY {
+                    Terminal.note("backed up \(Format.bytes(manifest.logicalSize)): \(stats.newBlobs) new blobs (\(Format.bytes(stats.newStored)) added), \(stats.reusedBlobs) reused")
+                }
             }
         }
     }

@@ -90,11 +90,24 @@ final class BackupCommandTests: XCTestCase {
     func testBackupCommandStoresWhatThePluginSends() throws {
         let run = try coffer(["backup", "--source", "db", "--json"])
         XCTAssertEqual(run.status, 0, run.err)
-        struct Out: Decodable { let id: String; let engine: String; let size: Int64; let artifacts: Int }
+        struct Out: Decodable {
+            let id: String; let engine: String; let size: Int64; let artifacts: Int
+            let newBlobs: Int; let reusedBlobs: Int; let addedBytes: Int64
+        }
         let out = try JSONDecoder().decode(Out.self, from: Data(run.out.utf8))
         XCTAssertEqual(out.engine, "fault")
         XCTAssertEqual(out.size, 3_001_000)
         XCTAssertEqual(out.artifacts, 2)
+        XCTAssertGreaterThan(out.newBlobs, 0)
+        XCTAssertGreaterThan(out.addedBytes, 0)
+        // The same content again: everything is reused, nothing added.
+        let again = try coffer(["backup", "--source", "db", "--json"])
+        XCTAssertEqual(again.status, 0, again.err)
+        let second = try JSONDecoder().decode(Out.self, from: Data(again.out.utf8))
+        XCTAssertNotEqual(second.id, out.id)
+        XCTAssertEqual(second.newBlobs, 0)
+        XCTAssertEqual(second.addedBytes, 0)
+        XCTAssertEqual(second.reusedBlobs, out.newBlobs + out.reusedBlobs)
         let wal = try coffer(["get", out.id, "wal"])
         XCTAssertEqual(wal.status, 0, wal.err)
         XCTAssertEqual(wal.bytes.count, 1000)
