@@ -7,35 +7,18 @@ import XCTest
 
 /// coffer-postgres against a real PostgreSQL 15 started by the fixture.
 final class BaseBackupTests: XCTestCase {
-    var dir = ""
-    var vault: Vault!
+    /// A fresh vault and the plugin driven through the agent (PluginVault), per test.
+    var scratch: PluginVault!
+    var vault: Vault { scratch.vault }
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "coffer-pgtest-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        vault = try Vault.create(backend: LocalBackend(path: dir + "/vault"), secret: .passphrase([1]),
-                                 scrypt: ScryptParameters(n: 1 << 10, r: 8, p: 1))
-    }
+    override func setUpWithError() throws { scratch = try PluginVault() }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+    override func tearDownWithError() throws { scratch = nil }
 
-    var products: String { BuildProducts.directory(containing: "coffer-postgres") }
-
-    func plugin() throws -> PluginProcess {
-        let path = try PluginLocator.find(engine: "postgres", environment: ["COFFER_PLUGIN_PATH": products])
-        return try PluginProcess(path: path, timeout: 120)
-    }
-
-    func backup(_ server: PostgresServer) throws -> String {
-        try PluginJob(vault: vault, plugin: try plugin(), engine: "postgres").backup(BackupRequest(
-            source: "main", kind: "full",
-            options: ["connection": server.conninfo, "data_directory": server.dataDirectory]))
-    }
+    func backup(_ server: PostgresServer) throws -> String { try scratch.backup(server, remote: false) }
 
     func restoreAndStart(_ id: String, name: String) throws -> PostgresServer {
-        let target = dir + "/" + name
-        _ = try PluginJob(vault: vault, plugin: try plugin(), engine: "postgres")
-            .restore(source: "main", backups: [id], options: ["target_dir": target])
+        let target = try scratch.restore(id, name: name)
         let restored = try PostgresServer(restoredDataDirectory: target)
         do {
             try restored.start()
@@ -118,28 +101,17 @@ final class BaseBackupTests: XCTestCase {
         try server.sql("CHECKPOINT")
         let tableBytes = Int64(try server.sql("SELECT pg_relation_size('big')").trimmingCharacters(in: .whitespacesAndNewlines))!
         _ = try backup(server)
-        let first = try diskBytes()
+        let first = try scratch.diskBytes()
         // 1% of the rows, as a batch job would touch them: a contiguous range of ids.
         try server.sql("UPDATE big SET filler = upper(filler) WHERE id BETWEEN 200000 AND 203999")
         try server.sql("CHECKPOINT")
         let second = try backup(server)
-        let growth = try diskBytes() - first
+        let growth = try scratch.diskBytes() - first
         print("second backup after a 1% update added \(growth) bytes for a \(tableBytes)-byte table")
         XCTAssertLessThan(Double(growth), Double(tableBytes) * 0.05,
                           "second backup added \(growth) bytes for a \(tableBytes)-byte table")
         let restored = try restoreAndStart(second, name: "restored2")
         XCTAssertEqual(try restored.sql("SELECT md5(string_agg(filler, '' ORDER BY id)) FROM big"),
                        try server.sql("SELECT md5(string_agg(filler, '' ORDER BY id)) FROM big"))
-    }
-
-    func diskBytes() throws -> Int64 {
-        var total: Int64 = 0
-        let root = dir + "/vault"
-        let e = FileManager.default.enumerator(atPath: root)
-        while let f = e?.nextObject() as? String {
-            let attrs = try FileManager.default.attributesOfItem(atPath: root + "/" + f)
-            if attrs[.type] as? FileAttributeType == .typeRegular { total += (attrs[.size] as? Int64) ?? 0 }
-        }
-        return total
     }
 }
