@@ -96,16 +96,20 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
 # timed VAR LOGNAME command...: runs the command (output to logs/LOGNAME.log) after a sync,
-# sets VAR to the seconds it took; a failure prints the log's tail and stops the run.
+# sets VAR to the seconds it took and VAR_cpu to the CPU seconds (user + system) of the
+# command and the processes it waited for; a failure prints the log's tail and stops the run.
+# CPU seconds vary far less than wall time on a shared machine, and show a tool that leaves
+# a core idle.
 timed() {
-  local var=$1 log=$logs/$2.log; shift 2
+  local var=$1 log=$logs/$2.log cpu=$logs/$2.cpu; shift 2
   sync
   local t0=$EPOCHREALTIME
-  if ! "$@" >"$log" 2>&1; then
+  if ! /usr/bin/time -f '%U %S' -o "$cpu" "$@" >"$log" 2>&1; then
     echo "postgres.sh: FAILED: $*" >&2; echo "--- $log:" >&2; tail -30 "$log" >&2
     exit 1
   fi
   printf -v "$var" '%s' "$(secs_since "$t0")"
+  printf -v "${var}_cpu" '%s' "$(awk 'END { printf "%.2f", $1 + $2 }' "$cpu")"
 }
 
 # --- the loaded cluster (kept as a template, copied for each run) --------------------------
@@ -414,17 +418,22 @@ echo
 fmt='%-34s %12s %12s %14s %10s %10s\n'
 printf "$fmt" "" coffer pgbackrest pg_basebackup "c/pgbr" "c/pgbb"
 printf "$fmt" "full backup (s)" "$c_full_t" "$p_full_t" "$b_full_t" "$(ratio $c_full_t $p_full_t)" "$(ratio $c_full_t $b_full_t)"
+printf "$fmt" "  CPU, user + system (s)" "$c_full_t_cpu" "$p_full_t_cpu" "$b_full_t_cpu" "$(ratio $c_full_t_cpu $p_full_t_cpu)" "$(ratio $c_full_t_cpu $b_full_t_cpu)"
 printf "$fmt" "full backup size (MiB)" "$(mib $c_full)" "$(mib $p_full)" "$(mib $b1)" "$(ratio $c_full $p_full)" "$(ratio $c_full $b1)"
 printf "$fmt" "second backup (s)" "$c_second_t" "$p_second_t" "$b_second_t" "$(ratio $c_second_t $p_second_t)" "$(ratio $c_second_t $b_second_t)"
+printf "$fmt" "  CPU, user + system (s)" "$c_second_t_cpu" "$p_second_t_cpu" "$b_second_t_cpu" "$(ratio $c_second_t_cpu $p_second_t_cpu)" "$(ratio $c_second_t_cpu $b_second_t_cpu)"
 printf "$fmt" "second backup growth (MiB)" "$(mib $c_second)" "$(mib $p_second)" "$(mib $b2)" "$(ratio $c_second $p_second)" "$(ratio $c_second $b2)"
 printf "$fmt" "second growth / data size" "$(pct $c_second $data2_bytes)" "$(pct $p_second $data2_bytes)" "$(pct $b2 $data2_bytes)" "" ""
 printf "$fmt" "restore of the second (s)" "$c_restore_t" "$p_restore_t" "$b_restore_t" "$(ratio $c_restore_t $p_restore_t)" "$(ratio $c_restore_t $b_restore_t)"
+printf "$fmt" "  CPU, user + system (s)" "$c_restore_t_cpu" "$p_restore_t_cpu" "$b_restore_t_cpu" "$(ratio $c_restore_t_cpu $p_restore_t_cpu)" "$(ratio $c_restore_t_cpu $b_restore_t_cpu)"
 printf "$fmt" "WAL push mean (ms/segment)" "$c_push_mean" "$p_push_mean" "" "$(ratio $c_push_mean $p_push_mean)" ""
 printf "$fmt" "WAL push p95 (ms/segment)" "$c_push_p95" "$p_push_p95" "" "$(ratio $c_push_p95 $p_push_p95)" ""
 printf "$fmt" "  coffer with a key file: mean" "$k_push_mean" "$p_push_mean" "" "$(ratio $k_push_mean $p_push_mean)" ""
 printf "$fmt" "  coffer with a key file: p95" "$k_push_p95" "$p_push_p95" "" "$(ratio $k_push_p95 $p_push_p95)" ""
 echo
 echo "c/pgbr = coffer / pgBackRest, c/pgbb = coffer / pg_basebackup: below 1 means coffer is faster or smaller."
+echo "CPU: user + system seconds of the command and every process it waited for (pgBackRest's own"
+echo "  processes, coffer's plugin); pg_basebackup's leaves out the server's WAL sender, which reads for it."
 echo "Sizes: growth of the vault / pgBackRest repository (du -sb, its archived WAL included) and the"
 echo "  size of pg_basebackup's plain-format directory. Second backup: coffer full (deduplicated),"
 echo "  pgBackRest --type=incr (file level), pg_basebackup full again."

@@ -149,7 +149,22 @@ final class FrameQueue {
     init(_ reader: FrameReader) { self.reader = reader }
 
     func next() throws -> Frame? {
-        guard head < ahead.count else { return try reader.next() }
+        try next(leavingData: false)
+    }
+
+    /// As FrameReader's: a data frame not read ahead is left for `readData`.
+    func nextLeavingData() throws -> Frame? {
+        try next(leavingData: true)
+    }
+
+    var dataLeft: Int { reader.dataLeft }
+
+    func readData(into buf: UnsafeMutableRawBufferPointer) throws -> Int {
+        try reader.readData(into: buf)
+    }
+
+    private func next(leavingData: Bool) throws -> Frame? {
+        guard head < ahead.count else { return try leavingData ? reader.nextLeavingData() : reader.next() }
         let frame = ahead[head]
         ahead[head].payload = []  // taken: its memory goes as soon as the caller is done with it
         head += 1
@@ -203,7 +218,9 @@ extension PluginJob {
     }
 }
 
-/// Hands the data frames of one artifact to the chunker as a byte stream.
+/// Hands the data frames of one artifact to the chunker as a byte stream. Frames coming
+/// off the pipe are read straight into the chunker's buffer; only frames read ahead (while
+/// a vault was opening) come as arrays.
 final class DataFeed: @unchecked Sendable {
     private let frames: FrameQueue
     private let name: String
@@ -217,9 +234,11 @@ final class DataFeed: @unchecked Sendable {
     }
 
     func read(into buf: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard buf.count > 0 else { return 0 }
         while offset == pending.count {
+            if frames.dataLeft > 0 { return try frames.readData(into: buf) }
             if end != nil { return 0 }
-            guard let frame = try frames.next() else { throw ProtocolError.closed }
+            guard let frame = try frames.nextLeavingData() else { throw ProtocolError.closed }
             if frame.kind == .data {
                 pending = frame.payload
                 offset = 0

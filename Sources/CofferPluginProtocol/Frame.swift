@@ -54,6 +54,8 @@ public final class FrameReader: @unchecked Sendable {
     private var buffer = [UInt8](repeating: 0, count: 1 << 16)
     private var start = 0
     private var end = 0
+    /// Bytes of the data frame `nextLeavingData` returned that `readData` has not read yet.
+    public private(set) var dataLeft = 0
 
     public init(fd: Int32, timeout: Double? = nil) {
         self.fd = fd
@@ -62,15 +64,51 @@ public final class FrameReader: @unchecked Sendable {
 
     /// The next frame, or nil at a clean end of stream (between frames).
     public func next() throws -> Frame? {
+        try next(leavingData: false)
+    }
+
+    /// As `next`, except that a data frame comes back with an empty payload and its length
+    /// in `dataLeft`, for `readData` to read straight into the caller's memory: one copy out
+    /// of the kernel, and no array a frame. Its bytes must all be read before the next frame.
+    public func nextLeavingData() throws -> Frame? {
+        try next(leavingData: true)
+    }
+
+    /// Up to `buf.count` bytes of the data frame `nextLeavingData` left; 0 once it is all read.
+    public func readData(into buf: UnsafeMutableRawBufferPointer) throws -> Int {
+        let want = min(buf.count, dataLeft)
+        guard want > 0 else { return 0 }
+        let buffered = min(end - start, want)
+        if buffered > 0 {
+            buffer.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: buffered) }
+            start += buffered
+            dataLeft -= buffered
+            return buffered
+        }
         while true {
-            guard let frame = try nextFrame() else { return nil }
+            try waitReadable()
+            let got = read(fd, buf.baseAddress!, want)
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw ProtocolError.io("read: \(String(cString: strerror(errno)))")
+            }
+            if got == 0 { throw ProtocolError.malformed("stream ended inside a frame") }
+            dataLeft -= got
+            return got
+        }
+    }
+
+    private func next(leavingData: Bool) throws -> Frame? {
+        precondition(dataLeft == 0, "the last data frame is not read to its end")
+        while true {
+            guard let frame = try nextFrame(leavingData: leavingData) else { return nil }
             // Short control frames only: `alive` is 16 bytes of JSON, give or take spaces.
             if dropsAlive, frame.kind == .control, frame.payload.count < 64, (try? Wire.type(of: frame)) == "alive" { continue }
             return frame
         }
     }
 
-    private func nextFrame() throws -> Frame? {
+    private func nextFrame(leavingData: Bool) throws -> Frame? {
         guard try ensure(Frame.headerSize, cleanEOFAllowed: true) else { return nil }
         guard let kind = Frame.Kind(rawValue: buffer[start]) else {
             throw ProtocolError.malformed("unknown frame kind \(buffer[start])")
@@ -80,6 +118,10 @@ public final class FrameReader: @unchecked Sendable {
             throw ProtocolError.malformed("frame of \(length) bytes exceeds the \(Frame.maxPayload)-byte limit")
         }
         start += Frame.headerSize
+        if leavingData && kind == .data {
+            dataLeft = length
+            return Frame(kind: kind, payload: [])
+        }
         if length > buffer.count / 2 {
             // A data frame: read it straight into its own array, not through the buffer.
             return Frame(kind: kind, payload: try readDirect(length))

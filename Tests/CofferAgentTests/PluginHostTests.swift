@@ -178,6 +178,64 @@ final class FrameTests: XCTestCase {
         XCTAssertEqual(try roundTrip(bytes), frames)
     }
 
+    /// `nextLeavingData` leaves a data frame's bytes in the stream for `readData`, which
+    /// hands out what the reader holds already and then reads the pipe into the caller's
+    /// memory; the frames after it come out whole.
+    func testDataFramesAreReadIntoTheCallersMemory() throws {
+        let data = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        let hello = Frame(kind: .control, payload: try Wire.encode(Hello(software: "t")))
+        let frames = [hello, Frame(kind: .data, payload: data), Frame(kind: .data, payload: []),
+                      Frame(kind: .data, payload: [1, 2, 3]), hello]
+        let bytes = try encoded(frames)
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        // The reader gets the bytes in two writes, so that part of the big frame is in its
+        // buffer and the rest is read from the pipe.
+        bytes.withUnsafeBytes { _ = write(fds[1], $0.baseAddress!, 20_000) }
+        let reader = FrameReader(fd: fds[0], timeout: 5)
+        XCTAssertEqual(try reader.nextLeavingData(), hello)
+        bytes.withUnsafeBytes { b in
+            var done = 20_000
+            while done < b.count { done += write(fds[1], b.baseAddress! + done, b.count - done) }
+        }
+        close(fds[1])
+        var received: [[UInt8]] = []
+        while let frame = try reader.nextLeavingData() {
+            guard frame.kind == .data else {
+                XCTAssertEqual(frame, hello)
+                continue
+            }
+            XCTAssertEqual(frame.payload, [])
+            var got: [UInt8] = []
+            var piece = [UInt8](repeating: 0, count: 7777)
+            while true {
+                let n = try piece.withUnsafeMutableBytes { try reader.readData(into: $0) }
+                if n == 0 { break }
+                got += piece[0..<n]
+            }
+            XCTAssertEqual(reader.dataLeft, 0)
+            received.append(got)
+        }
+        XCTAssertEqual(received, [data, [], [1, 2, 3]])
+
+        // A stream that ends inside a data frame fails the read, not a short artifact.
+        var short: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&short), 0)
+        defer { close(short[0]) }
+        let cut: [UInt8] = [2, 10, 0, 0, 0, 1, 2]   // a data frame of 10 bytes, 2 of them sent
+        _ = write(short[1], cut, cut.count)
+        close(short[1])
+        let truncated = FrameReader(fd: short[0], timeout: 5)
+        XCTAssertEqual(try truncated.nextLeavingData()?.kind, .data)
+        XCTAssertEqual(truncated.dataLeft, 10)
+        var buf = [UInt8](repeating: 0, count: 16)
+        XCTAssertEqual(try buf.withUnsafeMutableBytes { try truncated.readData(into: $0) }, 2)
+        XCTAssertThrowsError(try buf.withUnsafeMutableBytes { try truncated.readData(into: $0) }) {
+            XCTAssertEqual($0 as? ProtocolError, .malformed("stream ended inside a frame"))
+        }
+    }
+
     func testMalformedFramesAreRejected() throws {
         XCTAssertThrowsError(try roundTrip([9, 0, 0, 0, 0])) { XCTAssertEqual($0 as? ProtocolError, .malformed("unknown frame kind 9")) }
         XCTAssertThrowsError(try roundTrip([2, 0xff, 0xff, 0xff, 0x7f])) {
