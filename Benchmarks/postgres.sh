@@ -104,7 +104,8 @@ timed() {
   local var=$1 log=$logs/$2.log cpu=$logs/$2.cpu; shift 2
   sync
   local t0=$EPOCHREALTIME
-  if ! /usr/bin/time -f '%U %S' -o "$cpu" "$@" >"$log" 2>&1; then
+  local TIMEFORMAT='%U %S'   # bash's time: the CPU of the children it waited for, functions included
+  if ! { time "$@" >"$log" 2>&1; } 2>"$cpu"; then
     echo "postgres.sh: FAILED: $*" >&2; echo "--- $log:" >&2; tail -30 "$log" >&2
     exit 1
   fi

@@ -93,6 +93,12 @@ public struct StreamChunker {
 
     /// Replaces `chunk`'s content with the next chunk (reusing its capacity); false at the end.
     public mutating func next(into chunk: inout [UInt8]) throws -> Bool {
+        chunk.removeAll(keepingCapacity: true)
+        return try next(appendingTo: &chunk)
+    }
+
+    /// Appends the next chunk to `bytes`; false, appending nothing, at the end.
+    public mutating func next(appendingTo bytes: inout [UInt8]) throws -> Bool {
         if end - start < maxChunk && !eof { try fill() }
         let available = end - start
         if available == 0 { return false }
@@ -105,8 +111,7 @@ public struct StreamChunker {
         case .whole:
             cut = min(ChunkerSpec.wholeLimit, available)
         }
-        chunk.removeAll(keepingCapacity: true)
-        chunk.append(contentsOf: buffer[start..<(start + cut)])
+        bytes.append(contentsOf: buffer[start..<(start + cut)])
         start += cut
         return true
     }
