@@ -231,6 +231,29 @@ public final class FrameWriter: @unchecked Sendable {
         }
     }
 
+    /// Sends several arrays as one data frame (header and all of them in one writev), for
+    /// many small pieces: one frame and one system call instead of one each. Their total
+    /// must be within `Frame.maxPayload`.
+    public func sendData(parts: [[UInt8]]) throws {
+        let total = parts.reduce(0) { $0 + $1.count }
+        precondition(total <= Frame.maxPayload)
+        var header: UInt64 = 0
+        try withUnsafeMutableBytes(of: &header) { h in
+            h[0] = Frame.Kind.data.rawValue
+            h.storeBytes(of: UInt32(total).littleEndian, toByteOffset: 1, as: UInt32.self)
+            try FrameWriter.withBuffers(parts[...], [UnsafeRawBufferPointer(rebasing: h[0..<Frame.headerSize])]) {
+                try writeAll($0)
+            }
+        }
+    }
+
+    /// The arrays' memory, each pinned for the call (nested: at most a few dozen deep).
+    private static func withBuffers(_ arrays: ArraySlice<[UInt8]>, _ pinned: [UnsafeRawBufferPointer],
+                                    _ body: ([UnsafeRawBufferPointer]) throws -> Void) throws {
+        guard let first = arrays.first else { return try body(pinned) }
+        try first.withUnsafeBytes { try withBuffers(arrays.dropFirst(), pinned + [$0], body) }
+    }
+
     /// Writes every byte of `parts`, in order, with as few system calls as the pipe allows.
     private func writeAll(_ parts: [UnsafeRawBufferPointer]) throws {
         var vectors = parts.filter { $0.count > 0 }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }

@@ -236,6 +236,19 @@ final class FrameTests: XCTestCase {
         }
     }
 
+    /// Gathered pieces go out as one data frame holding all of them, in order.
+    func testGatheredPiecesAreOneFrame() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        let big = [UInt8](repeating: 7, count: 3000)
+        try FrameWriter(fd: fds[1]).sendData(parts: [[1, 2], [], big, [3]])
+        close(fds[1])
+        let reader = FrameReader(fd: fds[0], timeout: 5)
+        XCTAssertEqual(try reader.next(), Frame(kind: .data, payload: [1, 2] + big + [3]))
+        XCTAssertNil(try reader.next())
+    }
+
     func testMalformedFramesAreRejected() throws {
         XCTAssertThrowsError(try roundTrip([9, 0, 0, 0, 0])) { XCTAssertEqual($0 as? ProtocolError, .malformed("unknown frame kind 9")) }
         XCTAssertThrowsError(try roundTrip([2, 0xff, 0xff, 0xff, 0x7f])) {

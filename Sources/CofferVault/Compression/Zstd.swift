@@ -65,10 +65,25 @@ public final class Zstd: Sendable {
         return n
     }
 
+    /// Decompression contexts, pooled too: `ZSTD_decompress` makes one a call, some 160 KiB
+    /// that the allocator maps and the kernel zeroes each time (a third of the CPU of a
+    /// restore of 16 KiB blobs). At most `keptDecompressors` are kept.
+    private static let decompressors = Mutex<[Context]>([])
+    private static let keptDecompressors = 16
+
     public static func decompress(_ input: UnsafeRawBufferPointer, rawLength: Int) -> [UInt8]? {
+        let context = decompressors.withLock { $0.popLast() } ?? Context(pointer: ZSTD_createDCtx()!)
+        defer {
+            let kept = decompressors.withLock { pool in
+                guard pool.count < keptDecompressors else { return false }
+                pool.append(context)
+                return true
+            }
+            if !kept { ZSTD_freeDCtx(context.pointer) }
+        }
         var ok = false
         let out = [UInt8](unsafeUninitializedCapacity: max(rawLength, 1)) { buf, initialized in
-            let n = ZSTD_decompress(buf.baseAddress, rawLength, input.baseAddress, input.count)
+            let n = ZSTD_decompressDCtx(context.pointer, buf.baseAddress, rawLength, input.baseAddress, input.count)
             ok = ZSTD_isError(n) == 0 && n == rawLength
             initialized = ok ? n : 0
         }

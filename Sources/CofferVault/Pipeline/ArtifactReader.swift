@@ -12,7 +12,8 @@ public struct ArtifactReader: Sendable {
     private let checkIDs: Bool
 
     /// - Parameters:
-    ///   - window: at most this many blobs are being fetched and verified ahead of the writer;
+    ///   - window: at most this many batches of blobs (`batchBlobs` each) are being fetched
+    ///     and verified ahead of the writer;
     ///   - windowBytes: and no more are started once their plaintext adds up to this, so
     ///     memory stays bounded whatever the blob size (one blob may go over it).
     public init(vault: Vault, window: Int = 4 * ProcessInfo.processInfo.activeProcessorCount,
@@ -80,27 +81,43 @@ public struct ArtifactReader: Sendable {
             return found
         }
         // The scheduler: the next blob to start, and what is started but not yet written.
+        // Blobs are loaded in batches of consecutive ones (up to `batchBlobs` and about
+        // `batchBytes`), one task and one wake-up of the writer a batch: per blob, those
+        // were a third of the CPU of a restore of 16 KiB blobs. A batch starts only when it
+        // fits in the window whole, so that writing one blob does not start a batch of one.
         var cursor = (artifact: 0, blob: 0)
         var scheduled = 0
         var inFlight: [Int] = []   // plaintext sizes, oldest first
         var inFlightBytes = 0
+        let blobWindow = window * ArtifactReader.batchBlobs
         func fill() throws {
-            while inFlight.count < window, inFlightBytes < windowBytes, cursor.artifact < artifacts.count {
-                let list = try contentIDs(of: cursor.artifact)
-                guard cursor.blob < list.count else {
-                    cursor = (cursor.artifact + 1, 0)
-                    continue
+            while cursor.artifact < artifacts.count,
+                  inFlight.isEmpty || (inFlight.count + ArtifactReader.batchBlobs <= blobWindow
+                                       && inFlightBytes + ArtifactReader.batchBytes <= windowBytes) {
+                var batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)] = []
+                var batchBytes = 0
+                while batch.count < ArtifactReader.batchBlobs, batchBytes < ArtifactReader.batchBytes,
+                      cursor.artifact < artifacts.count {
+                    let list = try contentIDs(of: cursor.artifact)
+                    guard cursor.blob < list.count else {
+                        cursor = (cursor.artifact + 1, 0)
+                        continue
+                    }
+                    let id = list[cursor.blob]
+                    // Past an artifact's last blob at once: the writer drops its ids when done.
+                    cursor = cursor.blob + 1 < list.count ? (cursor.artifact, cursor.blob + 1) : (cursor.artifact + 1, 0)
+                    let location = vault.index.lookup(id)
+                    let size = Int(location?.entry.rawLength ?? 0)
+                    inFlight.append(size)
+                    inFlightBytes += size
+                    batchBytes += size
+                    batch.append((scheduled, id, location))
+                    scheduled += 1
                 }
-                let id = list[cursor.blob]
-                // Past an artifact's last blob at once: the writer drops its ids when done.
-                cursor = cursor.blob + 1 < list.count ? (cursor.artifact, cursor.blob + 1) : (cursor.artifact + 1, 0)
-                let location = vault.index.lookup(id)
-                let size = Int(location?.entry.rawLength ?? 0)
-                inFlight.append(size)
-                inFlightBytes += size
-                let i = scheduled
-                scheduled += 1
-                queue.async { slots.fill(i, Result { try load(id, at: location, type: .data) }) }
+                guard !batch.isEmpty else { return }
+                queue.async { [batch] in
+                    slots.fill(batch.map { blob in (blob.slot, Result { try load(blob.id, at: blob.location, type: .data) }) })
+                }
             }
         }
 
@@ -127,6 +144,10 @@ public struct ArtifactReader: Sendable {
         }
     }
 
+    /// The most blobs, and bytes (one blob may go over), one task loads at once.
+    static let batchBlobs = 64
+    static let batchBytes = 1 << 20
+
     /// One blob's plaintext, authenticated (and checked against its id when `checkIDs`).
     public func loadBlob(_ id: BlobID, type: BlobType) throws -> [UInt8] {
         try load(id, at: vault.index.lookup(id), type: type)
@@ -150,9 +171,9 @@ private final class ReadSlots: @unchecked Sendable {
     private let condition = NSCondition()
     private var results: [Int: Result<[UInt8], Error>] = [:]
 
-    func fill(_ i: Int, _ result: Result<[UInt8], Error>) {
+    func fill(_ filled: [(Int, Result<[UInt8], Error>)]) {
         condition.lock()
-        results[i] = result
+        for (i, result) in filled { results[i] = result }
         condition.broadcast()
         condition.unlock()
     }
