@@ -6,8 +6,9 @@ import Synchronization
 /// Stores streams into the vault and records them in one manifest.
 ///
 /// The calling thread reads and chunks (chunking is sequential by nature); worker threads
-/// hash, dedupe, compress, seal and pack. A semaphore bounds the chunks in flight, so memory
-/// stays flat whatever the stream's size, and a slow disk slows the reader down.
+/// hash, dedupe, compress, seal and pack, a batch of consecutive chunks (up to 1 MiB) a
+/// task. A semaphore bounds the batches in flight, so memory stays flat whatever the
+/// stream's size, and a slow disk slows the reader down.
 /// Streams of large fixed pieces that are not deduplicated (log segments) take a shorter
 /// way, `storeStreamed`: one piece at a time, compressed while it arrives.
 /// Nothing becomes visible until `commit`: packs first, then the index naming them, then
