@@ -98,7 +98,7 @@ sql -e "SET GLOBAL innodb_max_dirty_pages_pct_lwm = DEFAULT, GLOBAL innodb_max_d
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 size() { du -sb "$1" | cut -f1; }
-declare -A T S
+declare -A T S C   # seconds, bytes stored, CPU seconds; by measurement
 echo pw >"$work/pass"
 cat >"$work/coffer.toml" <<TOML
 [vault]
@@ -126,10 +126,15 @@ measure() {  # name, output path to size (vault: growth), command...
   local name=$1 path=$2; shift 2
   local before=0; [ -e "$path" ] && before=$(size "$path")
   local t0; t0=$(now)
-  "$@" >"$work/$name.log" 2>&1 || { echo "mysql.sh: $name failed:" >&2; tail -20 "$work/$name.log" >&2; exit 1; }
+  # bash's time: CPU seconds (user + system) of the command and every process it waited
+  # for (mariabackup under coffer's plugin included; the server's own work not).
+  local TIMEFORMAT='%U %S'
+  { time "$@" >"$work/$name.log" 2>&1; } 2>"$work/$name.cpu" \
+    || { echo "mysql.sh: $name failed:" >&2; tail -20 "$work/$name.log" >&2; exit 1; }
   T[$name]=$(elapsed "$t0" "$(now)")
+  C[$name]=$(awk 'END { printf "%.2f", $1 + $2 }' "$work/$name.cpu")
   S[$name]=$(( $(size "$path") - before ))
-  printf '%-26s %9ss %12s bytes\n' "$name" "${T[$name]}" "${S[$name]}"
+  printf '%-26s %9ss %8s CPU s %12s bytes\n' "$name" "${T[$name]}" "${C[$name]}" "${S[$name]}"
 }
 
 # --- full backups --------------------------------------------------------------------------------
@@ -170,6 +175,10 @@ echo "full backup time, coffer physical / mariabackup: $(r "${T[coffer-physical-
 echo "full backup time, coffer logical / mydumper:     $(r "${T[coffer-logical-full]}" "${T[mydumper-full]}")"
 echo "restore time, coffer physical / mariabackup:     $(r "${T[coffer-physical-restore]}" "${T[mariabackup-restore]}")"
 echo "restore time, coffer logical / myloader:         $(r "${T[coffer-logical-restore]}" "${T[myloader-restore]}")"
+echo "full backup CPU, coffer physical / mariabackup:  $(r "${C[coffer-physical-full]}" "${C[mariabackup-full]}")"
+echo "full backup CPU, coffer logical / mydumper:      $(r "${C[coffer-logical-full]}" "${C[mydumper-full]}")"
+echo "restore CPU, coffer physical / mariabackup:      $(r "${C[coffer-physical-restore]}" "${C[mariabackup-restore]}")"
+echo "restore CPU, coffer logical / myloader (server's work not counted): $(r "${C[coffer-logical-restore]}" "${C[myloader-restore]}")"
 echo "second backup stored / data size, coffer physical: $(r "${S[coffer-physical-second]}" "$datasize")"
 echo "second backup stored / data size, coffer logical:  $(r "${S[coffer-logical-second]}" "$datasize")"
 echo "second backup stored / data size, mariabackup inc: $(r "${S[mariabackup-incremental]}" "$datasize")"
