@@ -24,7 +24,9 @@ final class ReadAhead: @unchecked Sendable {
                         count = n
                     }
                     if n == 0 { break }
-                    try queue.push(bytes, size: n)
+                    // Counted at the memory it holds: a short read from the pipe still keeps
+                    // its whole piece, and the bound must hold for a trickle of small reads.
+                    try queue.push(bytes, size: piece)
                 }
                 queue.close()
             } catch {

@@ -46,6 +46,7 @@ extension PluginJob {
         var pendingBytes = 0
         func flush() throws {
             guard !pending.isEmpty else { return }
+            // A piece alone may be a blob over 1 MiB, which sendData splits into frames.
             if pending.count == 1 { try plugin.writer.sendData(pending[0]) } else { try plugin.writer.sendData(parts: pending) }
             pending.removeAll(keepingCapacity: true)
             pendingBytes = 0

@@ -46,13 +46,8 @@ final class MongoCaptureTests: XCTestCase {
     /// names the gap and exits non-zero, and a restore past the gap is refused.
     func testOplogRolledOverWhileStoppedIsAGap() throws {
         let vault = try MongoVault(serverFlags: ["--oplog-max-entries", "100"])
-        let c = try vault.client()
-        try c.command("shop", ["create": "ledger"])
-        var w = Workload()
-        for _ in 0..<20 { try w.next(c) }
-        try vault.run("backup", "--source", "main")
-        for _ in 0..<10 { try w.next(c) }
-        try vault.run("capture", "--source", "main", "--once")
+        let (c, written) = try vault.dumpedThenCaptured(after: 10)
+        var w = written
         let captured = try XCTUnwrap(try vault.newestPositions(kind: "log")["last_ts"].flatMap(Timestamp.init))
 
         // SecantusDB prunes every 1000 writes down to the cap.

@@ -46,6 +46,20 @@ final class MongoVault {
         return r.stdout
     }
 
+    /// The start most scenarios share: `shop.ledger` created, `before` workload writes, a
+    /// dump, `after` more writes and one capture of them. Returns the client, and the
+    /// workload to go on writing with.
+    func dumpedThenCaptured(before: Int = 20, after: Int) throws -> (MongoClient, Workload) {
+        let c = try client()
+        try c.command("shop", ["create": "ledger"])
+        var w = Workload()
+        for _ in 0..<before { try w.next(c) }
+        try run("backup", "--source", "main")
+        for _ in 0..<after { try w.next(c) }
+        try run("capture", "--source", "main", "--once")
+        return (c, w)
+    }
+
     /// The positions of the newest backup of `main` of this kind, from `coffer backups --json`.
     func newestPositions(kind: String = "full") throws -> [String: String] {
         let out = try run("backups", "--source", "main", "--logs", "--json")

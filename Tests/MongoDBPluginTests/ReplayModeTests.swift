@@ -9,13 +9,7 @@ final class ReplayModeTests: XCTestCase {
     /// A dump, writes after it captured as a slice, and a second SecantusDB to restore into.
     func prepared(sourceOptions: [String: String] = [:]) throws -> (MongoVault, MongoClient, SecantusServer) {
         let vault = try MongoVault(sourceOptions: sourceOptions)
-        let c = try vault.client()
-        try c.command("shop", ["create": "ledger"])
-        var w = Workload()
-        for _ in 0..<20 { try w.next(c) }
-        try vault.run("backup", "--source", "main")
-        for _ in 0..<20 { try w.next(c) }
-        try vault.run("capture", "--source", "main", "--once")
+        let (c, _) = try vault.dumpedThenCaptured(after: 20)
         return (vault, c, try SecantusServer())
     }
 

@@ -87,12 +87,12 @@ public struct ArtifactReader: Sendable {
         // fits in the window whole, so that writing one blob does not start a batch of one.
         var cursor = (artifact: 0, blob: 0)
         var scheduled = 0
-        var inFlight: [Int] = []   // plaintext sizes, oldest first
-        var inFlightBytes = 0
+        var next = 0               // the next blob to write; scheduled - next are in flight
+        var inFlightBytes = 0      // their plaintext (an opened blob has its indexed size)
         let blobWindow = window * ArtifactReader.batchBlobs
         func fill() throws {
             while cursor.artifact < artifacts.count,
-                  inFlight.isEmpty || (inFlight.count + ArtifactReader.batchBlobs <= blobWindow
+                  scheduled == next || (scheduled - next + ArtifactReader.batchBlobs <= blobWindow
                                        && inFlightBytes + ArtifactReader.batchBytes <= windowBytes) {
                 var batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)] = []
                 var batchBytes = 0
@@ -108,7 +108,6 @@ public struct ArtifactReader: Sendable {
                     cursor = cursor.blob + 1 < list.count ? (cursor.artifact, cursor.blob + 1) : (cursor.artifact + 1, 0)
                     let location = vault.index.lookup(id)
                     let size = Int(location?.entry.rawLength ?? 0)
-                    inFlight.append(size)
                     inFlightBytes += size
                     batchBytes += size
                     batch.append((scheduled, id, location))
@@ -121,7 +120,6 @@ public struct ArtifactReader: Sendable {
             }
         }
 
-        var next = 0
         for a in artifacts.indices {
             try fill()
             let list = try contentIDs(of: a)
@@ -130,7 +128,7 @@ public struct ArtifactReader: Sendable {
             for _ in list {
                 let plain = try slots.wait(next).get()
                 next += 1
-                inFlightBytes -= inFlight.removeFirst()
+                inFlightBytes -= plain.count
                 try fill()
                 written += Int64(plain.count)
                 try sink(.data(plain))
