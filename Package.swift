@@ -48,7 +48,9 @@ let package = Package(
         ]),
 
         // The plugin protocol: frames and messages, shared by the agent and every plugin.
-        .target(name: "CofferPluginProtocol"),
+        .target(name: "CofferPluginProtocol", dependencies: ["CSharedMemory"]),
+        // memfd_create, for the memory data frames cross in (docs/plugin-protocol.md).
+        .target(name: "CSharedMemory"),
         // What a plugin written in Swift links: the protocol loop around its engine logic.
         .target(name: "CofferPluginKit", dependencies: ["CofferPluginProtocol"]),
         // The agent side: finds, starts and supervises plugins and feeds the vault from them.

@@ -57,6 +57,9 @@ public final class PluginProcess: @unchecked Sendable {
     private let state = Mutex<(inputOpen: Bool, status: Int32?)>((true, nil))
     private let logTail = LogTail()
     private let logDrained = DispatchSemaphore(value: 0)
+    /// Memory offered to the plugin for data (its descriptors 3 and 4), in use once its
+    /// hello accepts it; nil when it could not be made or `COFFER_SHARED_MEMORY=off`.
+    private let shared: SharedSlots?
 
     /// The pipe from the plugin holds a whole 1 MiB data frame, so that a segment crosses
     /// in 16 writes instead of 256 hand-overs of the default 64 KiB.
@@ -73,11 +76,20 @@ public final class PluginProcess: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         var pipes: [(read: Int32, write: Int32)] = []
         let pid: pid_t
+        // Best effort: without it data crosses the pipe, as it does for a plugin that declines.
+        let offer = ProcessInfo.processInfo.environment["COFFER_SHARED_MEMORY"] == "off" ? nil : try? SharedSlots.create()
+        defer {
+            if let offer {
+                close(offer.memoryFD)
+                close(offer.peerSocket)
+            }
+        }
         do {
             for _ in 0 ..< 3 { pipes.append(try Self.makePipe()) }
             _ = fcntl(pipes[1].write, Self.setPipeSize, Self.pipeSize)  // a smaller pipe only costs time
             pid = try Self.spawn(path: path, arguments: arguments, environment: environment,
-                                 stdio: (pipes[0].read, pipes[1].write, pipes[2].write))
+                                 stdio: (pipes[0].read, pipes[1].write, pipes[2].write),
+                                 shared: offer.map { ($0.memoryFD, $0.peerSocket) })
         } catch {
             for pipe in pipes {
                 close(pipe.read)
@@ -85,6 +97,8 @@ public final class PluginProcess: @unchecked Sendable {
             }
             throw PluginError.failed(plugin: name, reason: "could not be started: \(error)", log: [])
         }
+        shared = offer?.slots
+        shared?.timeout = timeout
         let (stdin, stdout, stderr) = (pipes[0], pipes[1], pipes[2])
         // The child's ends: only the child may hold them, or we would never see its EOF.
         close(stdin.read)
@@ -123,7 +137,7 @@ public final class PluginProcess: @unchecked Sendable {
     public func handshake(engine: String, software: String) throws {
         if hello != nil { return }
         try guarded {
-            try writer.send(Hello(software: software))
+            try writer.send(Hello(software: software, sharedSlots: shared?.count))
             guard let frame = try reader.next() else { throw ProtocolError.closed }
             let hello = try Wire.decode(Hello.self, from: frame)
             guard hello.type == "hello", hello.protocol == PluginProtocol.version else {
@@ -131,6 +145,10 @@ public final class PluginProcess: @unchecked Sendable {
             }
             guard hello.engine == engine else {
                 throw ProtocolError.malformed("plugin serves engine '\(hello.engine ?? "")', not '\(engine)'")
+            }
+            if let shared, hello.capabilities?.contains(Hello.sharedData) == true {
+                reader.shared = shared
+                writer.shared = shared
             }
             self.hello = hello
         }
@@ -196,6 +214,9 @@ public final class PluginProcess: @unchecked Sendable {
 
     public var exitedCleanly: Bool { state.withLock { $0.status } == 0 }
 
+    /// Whether data crosses through shared memory (the plugin accepted it in its hello).
+    public var usesSharedMemory: Bool { reader.shared != nil }
+
     func recentLog() -> [String] { logTail.lines }
 
     private func closeInput() {
@@ -234,8 +255,9 @@ public final class PluginProcess: @unchecked Sendable {
         return moved
     }
 
+    /// - Parameter shared: the shared memory and socket, for the plugin's descriptors 3 and 4.
     private static func spawn(path: String, arguments: [String], environment: [String: String]?,
-                              stdio: (Int32, Int32, Int32)) throws -> pid_t {
+                              stdio: (Int32, Int32, Int32), shared: (memory: Int32, socket: Int32)?) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -243,8 +265,16 @@ public final class PluginProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, stdio.1, 1)
         posix_spawn_file_actions_adddup2(&actions, stdio.2, 2)
         // Nothing else of ours reaches the plugin (it may run code we do not trust with
-        // our descriptors); the open ones are listed rather than all up to the limit.
-        for fd in openDescriptors() where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        // our descriptors); the open ones are listed rather than all up to the limit. The
+        // shared memory's are left for the dup2s below (they are close-on-exec anyway).
+        for fd in openDescriptors() where fd > 2 && fd != shared?.memory && fd != shared?.socket {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
+        if let shared {
+            // Both are 10 or above (SharedSlots.create), so neither is overwritten first.
+            posix_spawn_file_actions_adddup2(&actions, shared.memory, SharedSlots.memoryDescriptor)
+            posix_spawn_file_actions_adddup2(&actions, shared.socket, SharedSlots.socketDescriptor)
+        }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -29,9 +29,6 @@ extension EnginePlugin {
 /// Streams artifacts to the agent.
 public final class ArtifactSink: @unchecked Sendable {
     let writer: FrameWriter
-    /// For `file`: one buffer for every file, so that reading a data directory of thousands
-    /// of files maps no new memory per file.
-    private var scratch: [UInt8] = []
 
     init(writer: FrameWriter) { self.writer = writer }
 
@@ -48,21 +45,18 @@ public final class ArtifactSink: @unchecked Sendable {
             throw ProtocolError.io("open \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        if scratch.isEmpty { scratch = [UInt8](unsafeUninitializedCapacity: 1 << 20) { _, n in n = 1 << 20 } }
         try artifact(name: name, chunker: chunker) { out in
-            try scratch.withUnsafeMutableBytes { buf in
+            // Read straight into the memory the frame goes out from (a slot of shared memory).
+            while try out.write(filling: { buf in
                 while true {
                     let n = read(fd, buf.baseAddress!, buf.count)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw ProtocolError.io("read \(path): \(String(cString: strerror(errno)))")
+                    if n >= 0 {
+                        if n > 0 { observe?(UnsafeRawBufferPointer(rebasing: buf[0 ..< n])) }
+                        return n
                     }
-                    if n == 0 { return }
-                    let piece = UnsafeRawBufferPointer(rebasing: buf[0..<n])
-                    observe?(piece)
-                    try out.write(piece)
+                    if errno != EINTR { throw ProtocolError.io("read \(path): \(String(cString: strerror(errno)))") }
                 }
-            }
+            }) > 0 {}
         }
         return true
     }
@@ -88,6 +82,14 @@ public final class ArtifactWriter: @unchecked Sendable {
     }
 
     public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    /// Sends what `fill` writes into the memory it is given (at most 1 MiB; it returns the
+    /// count, 0 at the end): no copy on this side. Returns that count.
+    public func write(filling fill: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Int {
+        let n = try writer.sendData(filling: fill)
+        size += Int64(n)
+        return n
+    }
 }
 
 /// One artifact to fetch during a restore.
@@ -249,7 +251,19 @@ public enum PluginRunner {
             guard hello.protocol == PluginProtocol.version else {
                 throw ProtocolError.malformed("the agent speaks protocol \(hello.protocol), this plugin \(PluginProtocol.version)")
             }
-            try writer.send(Hello(software: software, engine: plugin.engine, capabilities: plugin.capabilities))
+            // Shared memory when the agent offers it; without it (mapping failed), the pipe.
+            var capabilities = plugin.capabilities
+            if let count = hello.sharedSlots {
+                do {
+                    let shared = try SharedSlots.attach(count: count)
+                    reader.shared = shared
+                    writer.shared = shared
+                    capabilities.append(Hello.sharedData)
+                } catch {
+                    log("data goes through the pipe: \(error)")
+                }
+            }
+            try writer.send(Hello(software: software, engine: plugin.engine, capabilities: capabilities))
             guard var frame = try reader.next() else { exit(0) }
             // A chain request too large for one frame comes with its records before it.
             var records: [BackupDescription] = []

@@ -4,11 +4,14 @@ import Glibc
 
 /// The unit on the wire between the agent and a plugin: one kind byte, a little-endian u32
 /// payload length, the payload. Control frames carry one JSON message; data frames carry
-/// bytes of the artifact opened by the last `artifact.begin` sent in the same direction.
+/// bytes of the artifact opened by the last `artifact.begin` sent in the same direction;
+/// shared frames name a slot of shared memory holding such bytes (`SharedSlots`), and
+/// readers hand them on as data frames.
 public struct Frame: Sendable, Equatable {
     public enum Kind: UInt8, Sendable {
         case control = 1
         case data = 2
+        case shared = 3
     }
 
     public var kind: Kind
@@ -56,6 +59,11 @@ public final class FrameReader: @unchecked Sendable {
     private var end = 0
     /// Bytes of the data frame `nextLeavingData` returned that `readData` has not read yet.
     public private(set) var dataLeft = 0
+    /// The memory `shared` frames name, once the hellos agreed on it.
+    public var shared: SharedSlots?
+    /// The slot holding the data frame `nextLeavingData` left, and how far it is read.
+    private var sharedSlot: Int?
+    private var sharedOffset = 0
 
     public init(fd: Int32, timeout: Double? = nil) {
         self.fd = fd
@@ -78,6 +86,16 @@ public final class FrameReader: @unchecked Sendable {
     public func readData(into buf: UnsafeMutableRawBufferPointer) throws -> Int {
         let want = min(buf.count, dataLeft)
         guard want > 0 else { return 0 }
+        if let slot = sharedSlot, let shared {
+            buf.baseAddress!.copyMemory(from: shared.slot(slot).baseAddress! + sharedOffset, byteCount: want)
+            sharedOffset += want
+            dataLeft -= want
+            if dataLeft == 0 {
+                sharedSlot = nil
+                try shared.release(slot)
+            }
+            return want
+        }
         let buffered = min(end - start, want)
         if buffered > 0 {
             buffer.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: buffered) }
@@ -118,6 +136,7 @@ public final class FrameReader: @unchecked Sendable {
             throw ProtocolError.malformed("frame of \(length) bytes exceeds the \(Frame.maxPayload)-byte limit")
         }
         start += Frame.headerSize
+        if kind == .shared { return try sharedFrame(length: length, leavingData: leavingData) }
         if leavingData && kind == .data {
             dataLeft = length
             return Frame(kind: kind, payload: [])
@@ -130,6 +149,28 @@ public final class FrameReader: @unchecked Sendable {
         let payload = Array(buffer[start..<(start + length)])
         start += length
         return Frame(kind: kind, payload: payload)
+    }
+
+    /// The data frame a `shared` frame stands for: left in its slot for `readData`, or copied
+    /// out and the slot given back at once.
+    private func sharedFrame(length: Int, leavingData: Bool) throws -> Frame {
+        guard let shared else { throw ProtocolError.malformed("a shared frame, but no shared memory was agreed on") }
+        _ = try ensure(length, cleanEOFAllowed: false)
+        let (slot, size) = try shared.parse(Array(buffer[start ..< (start + length)]))
+        start += length
+        if leavingData {
+            dataLeft = size
+            if size > 0 {
+                sharedSlot = slot
+                sharedOffset = 0
+            } else {
+                try shared.release(slot)
+            }
+            return Frame(kind: .data, payload: [])
+        }
+        let payload = Array(UnsafeRawBufferPointer(rebasing: shared.slot(slot)[0 ..< size]))
+        try shared.release(slot)
+        return Frame(kind: .data, payload: payload)
     }
 
     /// `length` bytes: what the buffer holds already, then the rest read from the pipe into
@@ -198,6 +239,11 @@ public final class FrameReader: @unchecked Sendable {
 /// Writes frames to a file descriptor.
 public final class FrameWriter: @unchecked Sendable {
     private let fd: Int32
+    /// The memory data frames go through, once the hellos agreed on it: each piece is then
+    /// written into a slot and the pipe carries a `shared` frame naming it.
+    public var shared: SharedSlots?
+    /// Where `sendData(filling:)` has bytes written when there is no shared memory.
+    private var scratch: [UInt8] = []
 
     public init(fd: Int32) { self.fd = fd }
 
@@ -226,8 +272,48 @@ public final class FrameWriter: @unchecked Sendable {
         var offset = 0
         while offset < bytes.count {
             let n = min(1 << 20, bytes.count - offset)
-            try send(.data, UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])
+            if shared != nil {
+                try sendData { slot in
+                    slot.copyMemory(from: piece)
+                    return piece.count
+                }
+            } else {
+                try send(.data, piece)
+            }
             offset += n
+        }
+    }
+
+    /// Sends one data frame of what `fill` writes into the memory it is given (up to 1 MiB;
+    /// it returns how many bytes it wrote): a slot of the shared memory when there is one, so
+    /// that a file read into it is never copied on this side. Returns that count; 0 sends
+    /// nothing. A `fill` that throws sends nothing either.
+    @discardableResult
+    public func sendData(filling fill: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Int {
+        if let shared {
+            let slot = try shared.acquire()
+            let n: Int
+            do {
+                n = try fill(shared.slot(slot))
+            } catch {
+                shared.putBack(slot)
+                throw error
+            }
+            precondition(n >= 0 && n <= SharedSlots.slotSize)
+            guard n > 0 else {
+                shared.putBack(slot)
+                return 0
+            }
+            try send(Frame(kind: .shared, payload: SharedSlots.payload(slot: slot, length: n)))
+            return n
+        }
+        if scratch.isEmpty { scratch = [UInt8](unsafeUninitializedCapacity: SharedSlots.slotSize) { _, n in n = SharedSlots.slotSize } }
+        return try scratch.withUnsafeMutableBytes { buf in
+            let n = try fill(buf)
+            precondition(n >= 0 && n <= buf.count)
+            if n > 0 { try send(.data, UnsafeRawBufferPointer(rebasing: buf[0 ..< n])) }
+            return n
         }
     }
 
@@ -237,6 +323,17 @@ public final class FrameWriter: @unchecked Sendable {
     public func sendData(parts: [[UInt8]]) throws {
         let total = parts.reduce(0) { $0 + $1.count }
         precondition(total <= Frame.maxPayload)
+        if shared != nil && total <= SharedSlots.slotSize {
+            try sendData { slot in
+                var at = 0
+                for part in parts where !part.isEmpty {
+                    part.withUnsafeBytes { (slot.baseAddress! + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    at += part.count
+                }
+                return at
+            }
+            return
+        }
         var header: UInt64 = 0
         try withUnsafeMutableBytes(of: &header) { h in
             h[0] = Frame.Kind.data.rawValue

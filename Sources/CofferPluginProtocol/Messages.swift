@@ -20,13 +20,22 @@ public struct Hello: Codable, Sendable, Equatable {
     /// ("backup.full", "backup.incremental", "backup.log", "restore").
     public var engine: String?
     public var capabilities: [String]?
+    /// Agent only: the plugin's descriptors 3 and 4 hold shared memory of this many slots
+    /// and its socket (`SharedSlots`). A plugin that maps it says "data.shared" among its
+    /// capabilities, and from then on data may cross as `shared` frames both ways.
+    public var sharedSlots: Int?
 
-    public init(protocol: Int = PluginProtocol.version, software: String, engine: String? = nil, capabilities: [String]? = nil) {
+    public init(protocol: Int = PluginProtocol.version, software: String, engine: String? = nil, capabilities: [String]? = nil,
+                sharedSlots: Int? = nil) {
         self.protocol = `protocol`
         self.software = software
         self.engine = engine
         self.capabilities = capabilities
+        self.sharedSlots = sharedSlots
     }
+
+    /// The capability a plugin announces once it has mapped the agent's shared memory.
+    public static let sharedData = "data.shared"
 }
 
 /// Agent → plugin: take a backup of `source`.

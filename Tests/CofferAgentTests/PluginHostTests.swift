@@ -69,6 +69,27 @@ final class PluginHostTests: XCTestCase {
         XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-b").map(Array.init), want[1])
     }
 
+    /// The plugins take the agent's shared memory; with COFFER_SHARED_MEMORY=off data goes
+    /// through the pipe, and backup and restore give the same bytes either way.
+    func testBackupAndRestoreWithAndWithoutSharedMemory() throws {
+        for off in [false, true] {
+            if off { setenv("COFFER_SHARED_MEMORY", "off", 1) }
+            defer { unsetenv("COFFER_SHARED_MEMORY") }
+            let plugin = try startPlugin()
+            let id = try PluginJob(vault: vault, plugin: plugin, engine: "fault")
+                .backup(BackupRequest(source: "db", kind: "full", options: ["artifacts": "a:2500000:fixed:16K,b:10", "seed": "5"]))
+            XCTAssertEqual(plugin.usesSharedMemory, !off)
+            let target = dir + "/restore-\(off)"
+            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+            let restorer = try startPlugin()
+            _ = try PluginJob(vault: vault, plugin: restorer, engine: "fault").restore(source: "db", backups: [id], options: ["target_dir": target])
+            XCTAssertEqual(restorer.usesSharedMemory, !off)
+            let want = expected(seed: 5, sizes: [2_500_000, 10])
+            XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-a").map(Array.init), want[0])
+            XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/\(id)-b").map(Array.init), want[1])
+        }
+    }
+
     func assertFails(_ options: [String: String], timeout: Double = 30, reason: String,
                      file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertThrowsError(try backup(options, timeout: timeout), file: file, line: line) { error in
@@ -247,6 +268,84 @@ final class FrameTests: XCTestCase {
         let reader = FrameReader(fd: fds[0], timeout: 5)
         XCTAssertEqual(try reader.next(), Frame(kind: .data, payload: [1, 2] + big + [3]))
         XCTAssertNil(try reader.next())
+    }
+
+    /// Data frames through shared memory: the reader hands `shared` frames on as data
+    /// frames (left in the slot for `readData`, or copied out), and a sender with every
+    /// slot in flight waits until the receiver gives one back.
+    func testDataCrossesThroughSharedSlots() throws {
+        let (sender, memoryFD, peer) = try SharedSlots.create(count: 2)
+        sender.timeout = 10   // a slot never given back fails the test instead of hanging it
+        let receiver = try SharedSlots.attach(count: 2, memory: memoryFD, socket: peer)
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        let data = (0 ..< (4 << 20) + 12345).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
+        let writeEnd = fds[1]
+        let writer = FrameWriter(fd: writeEnd)
+        writer.shared = sender
+        let sent = DispatchGroup()
+        nonisolated(unsafe) var sendError: Error?
+        DispatchQueue.global().async(group: sent) {
+            do {
+                try data.withUnsafeBytes { try writer.sendData($0) }   // five slots' worth through two
+                try writer.send(Frame(kind: .control, payload: try Wire.encode(Hello(software: "t"))))
+                try writer.sendData(parts: [[1, 2], [], [3]])
+            } catch {
+                sendError = error
+            }
+            close(writeEnd)
+        }
+        let reader = FrameReader(fd: fds[0], timeout: 10)
+        reader.shared = receiver
+        var got: [UInt8] = []
+        var piece = [UInt8](repeating: 0, count: 7777)
+        var frames = 0
+        while let frame = try reader.nextLeavingData(), frame.kind == .data {
+            frames += 1
+            while true {
+                let n = try piece.withUnsafeMutableBytes { try reader.readData(into: $0) }
+                if n == 0 { break }
+                got += piece[0 ..< n]
+            }
+        }
+        XCTAssertEqual(frames, 5)
+        XCTAssertEqual(got, data)
+        XCTAssertEqual(try reader.next(), Frame(kind: .data, payload: [1, 2, 3]))
+        XCTAssertNil(try reader.next())
+        sent.wait()
+        XCTAssertNil(sendError)
+    }
+
+    /// A sender waiting for a slot from a receiver that is gone fails, as a closed pipe does.
+    func testSenderWaitingForASlotFailsWhenTheReceiverIsGone() throws {
+        let (sender, memoryFD, peer) = try SharedSlots.create(count: 1)
+        sender.timeout = 10
+        var receiver: SharedSlots? = try SharedSlots.attach(count: 1, memory: memoryFD, socket: peer)
+        XCTAssertEqual(try sender.acquire(), 0)
+        receiver = nil   // closes its end of the socket
+        XCTAssertNil(receiver)
+        XCTAssertThrowsError(try sender.acquire()) { XCTAssertEqual($0 as? ProtocolError, .closed) }
+    }
+
+    func testMalformedSharedFramesAreRejected() throws {
+        let frame: [UInt8] = [3, 8, 0, 0, 0] + [7, 0, 0, 0] + [16, 0, 0, 0]   // slot 7, 16 bytes
+        XCTAssertThrowsError(try roundTrip(frame)) {
+            XCTAssertEqual($0 as? ProtocolError, .malformed("a shared frame, but no shared memory was agreed on"))
+        }
+        let (slots, memoryFD, peer) = try SharedSlots.create(count: 2)
+        close(memoryFD)
+        close(peer)
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        _ = write(fds[1], frame, frame.count)
+        close(fds[1])
+        let reader = FrameReader(fd: fds[0], timeout: 5)
+        reader.shared = slots
+        XCTAssertThrowsError(try reader.next()) {
+            XCTAssertEqual($0 as? ProtocolError, .malformed("a shared frame names slot 7 and 16 bytes (2 slots of 1048576)"))
+        }
     }
 
     func testMalformedFramesAreRejected() throws {

@@ -99,21 +99,35 @@ public struct StreamChunker {
 
     /// Appends the next chunk to `bytes`; false, appending nothing, at the end.
     public mutating func next(appendingTo bytes: inout [UInt8]) throws -> Bool {
-        if end - start < maxChunk && !eof { try fill() }
-        let available = end - start
-        if available == 0 { return false }
-        let cut: Int
-        switch spec {
-        case .contentDefined:
-            cut = buffer.withUnsafeBufferPointer { cdc.cut(UnsafeBufferPointer(rebasing: $0[start..<end])) }
-        case .fixed(let size):
-            cut = min(size, available)
-        case .whole:
-            cut = min(ChunkerSpec.wholeLimit, available)
-        }
+        let cut = try nextCut()
+        if cut == 0 { return false }
         bytes.append(contentsOf: buffer[start..<(start + cut)])
         start += cut
         return true
+    }
+
+    /// Copies the next chunk to `destination`, which has room for a maximal chunk; returns
+    /// its length, 0 at the end.
+    public mutating func next(copyingTo destination: UnsafeMutableRawPointer) throws -> Int {
+        let cut = try nextCut()
+        buffer.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress! + start, byteCount: cut) }
+        start += cut
+        return cut
+    }
+
+    /// The length of the chunk at `start`, 0 at the end.
+    private mutating func nextCut() throws -> Int {
+        if end - start < maxChunk && !eof { try fill() }
+        let available = end - start
+        if available == 0 { return 0 }
+        switch spec {
+        case .contentDefined:
+            return buffer.withUnsafeBufferPointer { cdc.cut(UnsafeBufferPointer(rebasing: $0[start..<end])) }
+        case .fixed(let size):
+            return min(size, available)
+        case .whole:
+            return min(ChunkerSpec.wholeLimit, available)
+        }
     }
 
     private mutating func fill() throws {

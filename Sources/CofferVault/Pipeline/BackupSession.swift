@@ -25,8 +25,8 @@ public final class BackupSession: Sendable {
     private let stats = Mutex(Stats())
     /// Blobs this session has taken on to store, so that a repeated chunk is stored once.
     private let claimed = Mutex(Set<BlobID>())
-    /// Recycled chunk, compression and sealing buffers (see BufferPool).
-    private let chunks: BufferPool
+    /// Recycled batches of chunks, and compression and sealing buffers (see BufferPool).
+    private let chunks: ChunkBatchPool
     private let scratch: BufferPool
     /// Garbage collection (docs/decisions/009): this session's in-progress marker, written
     /// before the index is read and removed once the manifest is durable (or the session
@@ -63,9 +63,9 @@ public final class BackupSession: Sendable {
         self.dedupe = dedupe
         self.workers = max(1, workers)
         self.packer = Packer(vault: vault)
-        // As many as can be in flight at once: chunks queued, and two buffers a busy worker.
-        self.chunks = BufferPool(limit: self.workers * 4 + 1)
-        self.scratch = BufferPool(limit: self.workers * 4 * 2)
+        // As many as can be in flight at once: batches queued, and two buffers a busy worker.
+        self.chunks = ChunkBatchPool(limit: self.workers * 4 + 1)
+        self.scratch = BufferPool(limit: self.workers * 4 * 2, emptied: false)
     }
 
     public var statistics: Stats { stats.withLock { $0 } }
@@ -90,45 +90,40 @@ public final class BackupSession: Sendable {
                 // Small chunks go to the workers in batches: waking a worker, and the reader
                 // when a batch is done, is then paid per batch. Per chunk it was a futex wake
                 // and a context switch each, a third of a backup's system time at 16 KiB.
-                var batch = chunks.take()
-                var ends: [Int] = []
+                let batch = chunks.take()
                 do {
-                    while batch.count < BackupSession.batchBytes, ends.count < BackupSession.batchChunks,
-                          try source.next(appendingTo: &batch) {
-                        ends.append(batch.count)
+                    while batch.used < BackupSession.batchBytes, batch.count < BackupSession.batchChunks,
+                          try source.next(into: batch) {
                         if !source.batches { break }
                     }
                 } catch {
+                    chunks.give(batch)
                     inflight.signal()
                     throw error
                 }
-                guard !ends.isEmpty else {
+                guard batch.count > 0 else {
+                    chunks.give(batch)
                     inflight.signal()
                     break
                 }
                 if let error = failure.withLock({ $0 }) {
+                    chunks.give(batch)
                     inflight.signal()
                     throw error
                 }
                 let first = seq
-                seq += ends.count
-                size += Int64(batch.count)
-                results.withLock { $0.append(contentsOf: repeatElement(nil, count: ends.count)) }
+                seq += batch.count
+                size += Int64(batch.used)
+                results.withLock { $0.append(contentsOf: repeatElement(nil, count: batch.count)) }
                 group.enter()
-                queue.async { [self, batch, ends] in
+                queue.async { [self] in
                     defer {
                         chunks.give(batch)
                         inflight.signal()
                         group.leave()
                     }
                     do {
-                        let ids = try batch.withUnsafeBytes { all in
-                            var start = 0
-                            return try ends.map { end in
-                                defer { start = end }
-                                return try storeBlob(UnsafeRawBufferPointer(rebasing: all[start..<end]), type: .data)
-                            }
-                        }
+                        let ids = try (0..<batch.count).map { try storeBlob(batch.chunk($0), type: .data) }
                         results.withLock { $0.replaceSubrange(first..<(first + ids.count), with: ids) }
                     } catch {
                         failure.withLock { if $0 == nil { $0 = error } }
@@ -408,62 +403,54 @@ private final class StreamCompressor: @unchecked Sendable {
     }
 }
 
-/// The chunks of a stream: StreamChunker's, except that `whole` pieces are read straight
-/// into the chunk. They need no look-ahead, and the 32 MiB buffer StreamChunker zeroes for
-/// them, plus the copy out of it, cost ~15 ms a 16 MiB piece. The cut points are the same:
-/// consecutive pieces of `ChunkerSpec.wholeLimit` bytes.
+/// The chunks of a stream, each put straight into a batch: content-defined ones copied out
+/// of StreamChunker's look-ahead buffer, fixed and whole ones read in place. Those need no
+/// look-ahead; their cuts are StreamChunker's all the same (every `size` bytes from the
+/// start of the stream, the last one shorter).
 private struct ChunkSource {
     private var chunker: StreamChunker?
+    private let piece: Int
     private let read: (UnsafeMutableRawBufferPointer) throws -> Int
     private var eof = false
 
     init(spec: ChunkerSpec, cdc: FastCDC, read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
-        if case .whole = spec {
-            chunker = nil
-        } else {
+        switch spec {
+        case .contentDefined:
             chunker = StreamChunker(spec: spec, cdc: cdc, read: read)
+            piece = 0
+        case .fixed(let size):
+            chunker = nil
+            piece = size
+        case .whole:
+            chunker = nil
+            piece = ChunkerSpec.wholeLimit
         }
         self.read = read
+        self.batches = piece < ChunkerSpec.wholeLimit
     }
 
-    /// Whether chunks may be batched: `whole` fills the buffer with one chunk of its own.
-    var batches: Bool { chunker != nil }
+    /// Whether more chunks may follow one in its batch: a 16 MiB piece fills one alone.
+    let batches: Bool
 
-    /// Appends the next chunk to `bytes` (empty unless `batches`); false at the end.
-    mutating func next(appendingTo bytes: inout [UInt8]) throws -> Bool {
-        if chunker != nil { return try chunker!.next(appendingTo: &bytes) }
-        precondition(bytes.isEmpty, "a whole stream is one chunk of its own")
-        return try next(into: &bytes)
-    }
-
-    private mutating func next(into chunk: inout [UInt8]) throws -> Bool {
+    /// Adds the next chunk to `batch`; false at the end.
+    mutating func next(into batch: ChunkBatch) throws -> Bool {
+        if chunker != nil {
+            let n = try chunker!.next(copyingTo: batch.free.baseAddress!)
+            if n > 0 { batch.append(length: n) }
+            return n > 0
+        }
         if eof { return false }
-        let limit = ChunkerSpec.wholeLimit
+        let room = batch.free
         var filled = 0
-        func fill(_ buffer: UnsafeMutableRawBufferPointer) throws {
-            while filled < limit {
-                let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
-                if n == 0 {
-                    eof = true
-                    return
-                }
-                filled += n
+        while filled < piece {
+            let n = try read(UnsafeMutableRawBufferPointer(rebasing: room[filled ..< piece]))
+            if n == 0 {
+                eof = true
+                break
             }
+            filled += n
         }
-        if chunk.capacity >= limit {
-            // A recycled buffer: its pages are mapped already, so zeroing them is cheap.
-            chunk.removeAll(keepingCapacity: true)
-            chunk.append(contentsOf: repeatElement(0, count: limit))
-            try chunk.withUnsafeMutableBytes { try fill($0) }
-            chunk.removeLast(limit - filled)
-        } else {
-            // A new one is left uninitialized: the kernel maps (and zeroes) each page as the
-            // read first touches it, and a short stream touches only what it fills.
-            chunk = try [UInt8](unsafeUninitializedCapacity: limit) { buffer, count in
-                try fill(UnsafeMutableRawBufferPointer(buffer))
-                count = filled
-            }
-        }
+        if filled > 0 { batch.append(length: filled) }
         return filled > 0
     }
 }

@@ -6,16 +6,22 @@ import Synchronization
 final class BufferPool: Sendable {
     private let free = Mutex<[[UInt8]]>([])
     private let limit: Int
+    private let emptied: Bool
 
-    init(limit: Int) { self.limit = limit }
+    /// - Parameter emptied: false hands buffers back with their old bytes, for scratch
+    ///   space that is written before it is read (`grow(to:)` then zero-fills nothing).
+    init(limit: Int, emptied: Bool = true) {
+        self.limit = limit
+        self.emptied = emptied
+    }
 
-    /// An empty array, with capacity from an earlier use when one is free.
+    /// An array from an earlier use when one is free (empty, unless the pool keeps bytes).
     func take() -> [UInt8] {
         free.withLock { $0.popLast() } ?? []
     }
 
     func give(_ buffer: consuming [UInt8]) {
-        buffer.removeAll(keepingCapacity: true)
+        if emptied { buffer.removeAll(keepingCapacity: true) }
         let b = buffer
         free.withLock { list in
             if list.count < limit { list.append(b) }
