@@ -3,7 +3,9 @@ import Foundation
 /// A blocking FIFO bounded by the bytes it holds: producers wait while it is full, so a
 /// reader that runs ahead of the writer holds at most `capacity` bytes in memory.
 final class BoundedQueue<Element>: @unchecked Sendable {
-    private var items: [(Element, Int)] = []
+    /// Taken items are set to nil at once: one kept until the next compaction would keep
+    /// its memory (and a restore's slot of shared memory) long after it was written.
+    private var items: [(Element, Int)?] = []
     private var head = 0
     private var bytes = 0
     private var closed = false
@@ -31,7 +33,8 @@ final class BoundedQueue<Element>: @unchecked Sendable {
         while head == items.count && !closed && failure == nil { condition.wait() }
         if let failure { throw failure }
         guard head < items.count else { return nil }
-        let (item, size) = items[head]
+        let (item, size) = items[head]!
+        items[head] = nil
         head += 1
         if head > 1024 && head * 2 > items.count {
             items.removeFirst(head)

@@ -1,4 +1,5 @@
 import CofferIO
+import CofferPluginProtocol
 import Foundation
 
 /// Writes the runs of a per-file physical backup (PhysicalLayout) into a directory on a
@@ -8,7 +9,7 @@ import Foundation
 final class FileRunWriter: @unchecked Sendable {
     private enum Step {
         case open(path: String, offset: UInt64, size: Int64)
-        case data([UInt8])
+        case data(DataPiece)
         case close
     }
 
@@ -39,7 +40,8 @@ final class FileRunWriter: @unchecked Sendable {
     func open(path: String, offset: UInt64, size: Int64) throws {
         try queue.push(.open(path: path, offset: offset, size: size), size: 0)
     }
-    func append(_ bytes: [UInt8]) throws { try queue.push(.data(bytes), size: bytes.count) }
+    /// The run's next bytes, written from where they came (a slot of shared memory).
+    func append(_ piece: DataPiece) throws { try queue.push(.data(piece), size: piece.count) }
     func close() throws { try queue.push(.close, size: 0) }
 
     /// Waits for everything queued to be written; throws the writer's failure.

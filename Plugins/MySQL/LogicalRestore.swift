@@ -110,8 +110,8 @@ struct LogicalRestore {
                     let order = (1...queues.count).map { (last + $0) % queues.count }
                     last = order.min { queues[$0].queuedBytes < queues[$1].queuedBytes } ?? 0
                     queue = queues[last]
-                case .data(let bytes):
-                    pending += bytes
+                case .data(let piece):
+                    pending += piece.bytes
                     var start = 0
                     while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
                         try queue.push((tables[i].0, Array(pending[start..<nl])), size: nl - start)

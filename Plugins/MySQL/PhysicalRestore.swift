@@ -64,7 +64,7 @@ struct PhysicalRestore {
             try source.fetch(items) { i, piece in
                 switch piece {
                 case .begin: try writer.open(path: runs[i].path, offset: runs[i].offset, size: runs[i].size)
-                case .data(let bytes): try writer.append(bytes)
+                case .data(let piece): try writer.append(piece)
                 case .end: try writer.close()
                 }
             }

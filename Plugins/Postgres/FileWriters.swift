@@ -1,3 +1,4 @@
+import CofferPluginProtocol
 import Foundation
 
 /// Writes restored files on a few threads while the caller receives the next ones from the
@@ -20,7 +21,8 @@ final class FileWriters: @unchecked Sendable {   // all state is under `conditio
     /// A file being received: its pieces wait here until its thread takes them.
     final class File {
         fileprivate var restorer: FileRestorer
-        fileprivate var pieces: [[UInt8]] = []
+        /// Held as they came (slots of the agent's shared memory), each let go once written.
+        fileprivate var pieces: [DataPiece] = []
         fileprivate var ended = false
 
         fileprivate init(_ restorer: FileRestorer) { self.restorer = restorer }
@@ -89,12 +91,12 @@ final class FileWriters: @unchecked Sendable {   // all state is under `conditio
     }
 
     /// The file's next bytes; waits while too much is queued.
-    func append(_ bytes: [UInt8], to file: File) throws {
+    func append(_ piece: DataPiece, to file: File) throws {
         try locked {
-            while failure == nil, queued > 0, queued + bytes.count > maxQueued { condition.wait() }
+            while failure == nil, queued > 0, queued + piece.count > maxQueued { condition.wait() }
             if let failure { throw failure }
-            file.pieces.append(bytes)
-            queued += bytes.count
+            file.pieces.append(piece)
+            queued += piece.count
             condition.broadcast()
         }
     }
@@ -163,7 +165,7 @@ final class FileWriters: @unchecked Sendable {   // all state is under `conditio
         while let file = next() {
             do {
                 while let pieces = try take(file) {
-                    for piece in pieces { try piece.withUnsafeBytes { try file.restorer.write($0) } }
+                    for piece in pieces { try file.restorer.write(piece.bytes) }
                     locked {
                         queued -= pieces.reduce(0) { $0 + $1.count }
                         condition.broadcast()
@@ -201,7 +203,7 @@ final class FileWriters: @unchecked Sendable {   // all state is under `conditio
     }
 
     /// The file's pieces that came since the last call; nil once it ended and all are taken.
-    private func take(_ file: File) throws -> [[UInt8]]? {
+    private func take(_ file: File) throws -> [DataPiece]? {
         try locked {
             while file.pieces.isEmpty, !file.ended, failure == nil, !aborted, !closed { condition.wait() }
             if failure != nil || aborted { throw Stopped() }

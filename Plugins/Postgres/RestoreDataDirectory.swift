@@ -55,8 +55,8 @@ struct RestoreDataDirectory {
                 switch piece {
                 case .begin:
                     file = try writers.begin(FileRestorer(path: paths[i], delta: delta, size: files[i].size))
-                case .data(let bytes):
-                    if let file { try writers.append(bytes, to: file) }
+                case .data(let piece):
+                    if let file { try writers.append(piece, to: file) }
                 case .end:
                     if let file { try writers.end(file) }
                     file = nil

@@ -107,8 +107,9 @@ public struct FetchItem: Sendable, Equatable {
 public enum FetchedPiece: Sendable {
     /// The artifact starts; the size the agent announces.
     case begin(size: Int64?)
-    /// Its next bytes; the receiver owns them (it may pass them to another thread).
-    case data([UInt8])
+    /// Its next bytes, maybe still in the agent's shared memory: the receiver may pass them
+    /// to another thread, and must let go of them soon (see `DataPiece`).
+    case data(DataPiece)
     /// All of it arrived, as many bytes as the agent says it sent.
     case end(size: Int64)
 }
@@ -217,17 +218,19 @@ public final class ArtifactSource: @unchecked Sendable {
     }
 
     private func receive(begin: ArtifactBegin, name: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
-        try receivePayloads(begin: begin, name: name) { data in try data.withUnsafeBytes { try sink($0) } }
+        try receivePayloads(begin: begin, name: name) { try sink($0.bytes) }
     }
 
-    /// The data frames of the artifact `begin` opened, each payload handed on as it came,
-    /// up to its end; returns the size, checked against what the agent says it sent.
-    private func receivePayloads(begin: ArtifactBegin, name: String, to sink: ([UInt8]) throws -> Void) throws -> Int64 {
+    /// The data frames of the artifact `begin` opened, each piece handed on as it came, up
+    /// to its end; returns the size, checked against what the agent says it sent.
+    private func receivePayloads(begin: ArtifactBegin, name: String, to sink: (DataPiece) throws -> Void) throws -> Int64 {
         var size: Int64 = 0
-        while let frame = try reader.next() {
-            if frame.kind == .data {
-                size += Int64(frame.payload.count)
-                try sink(frame.payload)
+        var piece: DataPiece?
+        while let frame = try reader.next(piece: &piece) {
+            if let data = piece {
+                piece = nil
+                size += Int64(data.count)
+                try sink(data)
                 continue
             }
             let end = try PluginRunner.decodeExpected(ArtifactEnd.self, "artifact.end", frame)

@@ -82,6 +82,13 @@ public final class FrameReader: @unchecked Sendable {
         try next(leavingData: true)
     }
 
+    /// As `next`, except that a data frame comes back as `piece` (with an empty payload):
+    /// when it came through shared memory the bytes stay in their slot, uncopied, until the
+    /// piece goes away (see `DataPiece` for how long a piece may be kept).
+    public func next(piece: inout DataPiece?) throws -> Frame? {
+        try next(leavingData: false, holding: true, piece: &piece)
+    }
+
     /// Up to `buf.count` bytes of the data frame `nextLeavingData` left; 0 once it is all read.
     public func readData(into buf: UnsafeMutableRawBufferPointer) throws -> Int {
         let want = min(buf.count, dataLeft)
@@ -117,16 +124,22 @@ public final class FrameReader: @unchecked Sendable {
     }
 
     private func next(leavingData: Bool) throws -> Frame? {
+        var unused: DataPiece?
+        return try next(leavingData: leavingData, holding: false, piece: &unused)
+    }
+
+    private func next(leavingData: Bool, holding: Bool, piece: inout DataPiece?) throws -> Frame? {
         precondition(dataLeft == 0, "the last data frame is not read to its end")
+        piece = nil
         while true {
-            guard let frame = try nextFrame(leavingData: leavingData) else { return nil }
+            guard let frame = try nextFrame(leavingData: leavingData, holding: holding, piece: &piece) else { return nil }
             // Short control frames only: `alive` is 16 bytes of JSON, give or take spaces.
             if dropsAlive, frame.kind == .control, frame.payload.count < 64, (try? Wire.type(of: frame)) == "alive" { continue }
             return frame
         }
     }
 
-    private func nextFrame(leavingData: Bool) throws -> Frame? {
+    private func nextFrame(leavingData: Bool, holding: Bool, piece: inout DataPiece?) throws -> Frame? {
         guard try ensure(Frame.headerSize, cleanEOFAllowed: true) else { return nil }
         guard let kind = Frame.Kind(rawValue: buffer[start]) else {
             throw ProtocolError.malformed("unknown frame kind \(buffer[start])")
@@ -136,24 +149,30 @@ public final class FrameReader: @unchecked Sendable {
             throw ProtocolError.malformed("frame of \(length) bytes exceeds the \(Frame.maxPayload)-byte limit")
         }
         start += Frame.headerSize
-        if kind == .shared { return try sharedFrame(length: length, leavingData: leavingData) }
+        if kind == .shared { return try sharedFrame(length: length, leavingData: leavingData, holding: holding, piece: &piece) }
         if leavingData && kind == .data {
             dataLeft = length
             return Frame(kind: kind, payload: [])
         }
+        let payload: [UInt8]
         if length > buffer.count / 2 {
             // A data frame: read it straight into its own array, not through the buffer.
-            return Frame(kind: kind, payload: try readDirect(length))
+            payload = try readDirect(length)
+        } else {
+            _ = try ensure(length, cleanEOFAllowed: false)
+            payload = Array(buffer[start..<(start + length)])
+            start += length
         }
-        _ = try ensure(length, cleanEOFAllowed: false)
-        let payload = Array(buffer[start..<(start + length)])
-        start += length
+        if holding && kind == .data {
+            piece = DataPiece(payload)
+            return Frame(kind: kind, payload: [])
+        }
         return Frame(kind: kind, payload: payload)
     }
 
-    /// The data frame a `shared` frame stands for: left in its slot for `readData`, or copied
-    /// out and the slot given back at once.
-    private func sharedFrame(length: Int, leavingData: Bool) throws -> Frame {
+    /// The data frame a `shared` frame stands for: left in its slot for `readData` or as a
+    /// held piece, or copied out and the slot given back at once.
+    private func sharedFrame(length: Int, leavingData: Bool, holding: Bool, piece: inout DataPiece?) throws -> Frame {
         guard let shared else { throw ProtocolError.malformed("a shared frame, but no shared memory was agreed on") }
         _ = try ensure(length, cleanEOFAllowed: false)
         let (slot, size) = try shared.parse(Array(buffer[start ..< (start + length)]))
@@ -166,6 +185,10 @@ public final class FrameReader: @unchecked Sendable {
             } else {
                 try shared.release(slot)
             }
+            return Frame(kind: .data, payload: [])
+        }
+        if holding {
+            piece = DataPiece(slot: slot, of: shared, count: size)
             return Frame(kind: .data, payload: [])
         }
         let payload = Array(UnsafeRawBufferPointer(rebasing: shared.slot(slot)[0 ..< size]))

@@ -184,3 +184,36 @@ public final class SharedSlots: @unchecked Sendable {
         return (slot, length)
     }
 }
+
+/// The bytes of one data frame as its receiver got them: in a slot of shared memory, which
+/// goes back to the sender when the piece goes away, or in an array of its own.
+///
+/// Keep a piece only as long as it takes to write it out, never while waiting for later
+/// ones: the sender has only so many slots (8 MiB), and with all of them held it cannot send
+/// more (it fails after its timeout). Copy what must stay longer (`Array(piece.bytes)`).
+public final class DataPiece: @unchecked Sendable {
+    /// Valid while the piece lives.
+    public let bytes: UnsafeRawBufferPointer
+    private let array: [UInt8]?
+    private let slot: (memory: SharedSlots, number: Int)?
+
+    init(_ array: [UInt8]) {
+        self.array = array
+        self.bytes = array.withUnsafeBytes { $0 }   // the array is kept, and never changed
+        self.slot = nil
+    }
+
+    init(slot number: Int, of memory: SharedSlots, count: Int) {
+        array = nil
+        bytes = UnsafeRawBufferPointer(rebasing: memory.slot(number)[0 ..< count])
+        slot = (memory, number)
+    }
+
+    deinit {
+        if let slot { try? slot.memory.release(slot.number) }
+    }
+
+    public var count: Int { bytes.count }
+
+    public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T { try body(bytes) }
+}

@@ -22,6 +22,19 @@ final class WALSegmentTests: XCTestCase {
                 XCTAssertEqual(slice.withUnsafeBytes { CRC32C.checksum($0) }, bitwiseCRC32C(slice), "bytes \(start)..<\(end)")
             }
         }
+        // Long inputs go three lanes at a time (rounds of 24 KiB): lengths around whole
+        // rounds, continued from any state, against the tables.
+        let long = (0 ..< 100_000).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }
+        CRC32C.tables.withUnsafeBufferPointer { tables in
+            long.withUnsafeBytes { all in
+                for (start, count) in [(0, 24576), (3, 24575), (1, 24577), (5, 49152 + 13), (0, 100_000), (7, 73_727)] {
+                    let state = UInt32.random(in: 0 ... .max, using: &generator)
+                    XCTAssertEqual(CRC32C.update(state, all.baseAddress! + start, count: count, tables: tables),
+                                   CRC32C.updateWithTables(state, all.baseAddress! + start, count: count, tables: tables),
+                                   "\(count) bytes from \(start)")
+                }
+            }
+        }
     }
 
     func testParseName() {

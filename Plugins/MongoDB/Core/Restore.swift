@@ -47,7 +47,7 @@ public struct Restore {
         try source.fetch(metaNames.map { FetchItem(backup: base.id, name: $0) }) { i, piece in
             switch piece {
             case .begin: buffer = []
-            case .data(let bytes): buffer += bytes
+            case .data(let piece): buffer += piece.bytes
             case .end:
                 guard let ns = Namespace(artifact: metaNames[i]) else { throw MongoError("bad artifact name \(metaNames[i])") }
                 metas.append((ns, try Document(bson: buffer)))
@@ -74,8 +74,8 @@ public struct Restore {
                     guard let ns = Namespace(artifact: dataNames[i]) else { throw MongoError("bad artifact name \(dataNames[i])") }
                     splitter = BSONStreamSplitter()
                     batch = InsertBatch(ns: map.map(ns))
-                case .data(let bytes):
-                    try bytes.withUnsafeBytes { raw in
+                case .data(let piece):
+                    try piece.withUnsafeBytes { raw in
                         try splitter.feed(raw) { doc in
                             batch.add(doc)
                             documents += 1

@@ -170,10 +170,11 @@ public struct LocalBackend: VaultBackend {
 
     // MARK: - helpers
 
+    /// Up to `length` bytes from `offset` (fewer at the end of the file), read into memory
+    /// that is not zeroed first: a restore reads every pack through here.
     private func readFully(fd: Int32, offset: Int, length: Int, path p: String) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: length)
-        var done = 0
-        try out.withUnsafeMutableBytes { b in
+        try [UInt8](unsafeUninitializedCapacity: length) { b, count in
+            var done = 0
             while done < length {
                 let n = pread(fd, b.baseAddress! + done, length - done, off_t(offset + done))
                 if n < 0 {
@@ -183,9 +184,8 @@ public struct LocalBackend: VaultBackend {
                 if n == 0 { break }
                 done += n
             }
+            count = done
         }
-        if done < length { out.removeSubrange(done...) }
-        return out
     }
 
     private func makeDirectory(_ dir: String) throws {

@@ -6,6 +6,10 @@ public enum AESGCM {
     public static let tagSize = 16
     public static let overhead = nonceSize + tagSize
 
+    /// Fetched once: with OpenSSL 3's `EVP_aes_256_gcm()` every init looks the cipher up in
+    /// the provider tables again (a lock and string compares), once per blob.
+    nonisolated(unsafe) private static let cipher: OpaquePointer = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) ?? EVP_aes_256_gcm()
+
     /// Encrypts `parts` (concatenated) so that callers can put a one-byte header in front of a
     /// large payload without copying the payload first.
     public static func seal(key: [UInt8], aad: [UInt8], parts: [UnsafeRawBufferPointer]) -> [UInt8] {
@@ -30,7 +34,7 @@ public enum AESGCM {
             precondition(RAND_bytes(base, Int32(nonceSize)) == 1, "RAND_bytes failed")
             var len: Int32 = 0
             key.withUnsafeBufferPointer { k in
-                precondition(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, k.baseAddress, base) == 1)
+                precondition(EVP_EncryptInit_ex(ctx, cipher, nil, k.baseAddress, base) == 1)
             }
             if !aad.isEmpty {
                 aad.withUnsafeBufferPointer { a in
@@ -72,7 +76,7 @@ public enum AESGCM {
         var len: Int32 = 0
         let ok: Bool = out.withUnsafeMutableBufferPointer { o in
             let ok1 = key.withUnsafeBufferPointer { k in
-                EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, k.baseAddress, base)
+                EVP_DecryptInit_ex(ctx, cipher, nil, k.baseAddress, base)
             }
             guard ok1 == 1 else { return false }
             if !aad.isEmpty {
@@ -110,7 +114,7 @@ public enum AESGCM {
         var len: Int32 = 0
         var first: UInt8 = 0
         let ok: Bool = body.withUnsafeMutableBufferPointer { o in
-            guard key.withUnsafeBufferPointer({ EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, $0.baseAddress, base) }) == 1
+            guard key.withUnsafeBufferPointer({ EVP_DecryptInit_ex(ctx, cipher, nil, $0.baseAddress, base) }) == 1
             else { return false }
             if !aad.isEmpty {
                 guard aad.withUnsafeBufferPointer({ EVP_DecryptUpdate(ctx, nil, &len, $0.baseAddress, Int32($0.count)) }) == 1
