@@ -12,6 +12,7 @@
 #   WAL_SEGMENTS=20  segments for the WAL push latency
 #   PGBACKREST_CIPHER=1  encrypt the pgBackRest repository too (aes-256-cbc; coffer always encrypts)
 #   COFFER_BIN=path  use this coffer (and the coffer-postgres beside it) instead of building
+#   BLOCK_SIZE=bytes the source's block_size for relation files (default: the plugin's)
 # Everything lives in bench-work/postgres (the loaded cluster is kept there as a template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ root=$PWD
 SCALE=${SCALE:-100}
 FRESH=${FRESH:-0}
 COFFER_LEVEL=${COFFER_LEVEL:-1}   # the source's compression_level; pgBackRest runs at zst level 1
+BLOCK_SIZE=${BLOCK_SIZE:-}
 CHANGE=${CHANGE:-contiguous}
 WAL_SEGMENTS=${WAL_SEGMENTS:-20}
 PGBACKREST_CIPHER=${PGBACKREST_CIPHER:-0}
@@ -201,6 +203,7 @@ engine = "postgres"
 connection = "host=$sock port=$port user=postgres dbname=postgres"
 data_directory = "$data"
 compression_level = $COFFER_LEVEL
+${BLOCK_SIZE:+block_size = $BLOCK_SIZE}
 EOF
 chmod 644 "$conf"
 as_pg "$coffer" vault init --config "$conf" >"$logs/coffer-init.log" 2>&1 \
@@ -413,7 +416,7 @@ echo "data:      pgbench scale $SCALE: pgbench_accounts $accounts rows ($account
 echo "           random_text: $random_rows rows of base64 of random bytes ($random_info)"
 echo "           data directory $(mib $data_bytes) MiB without pg_wal ($(mib $wal_bytes) MiB pg_wal); $(mib $data2_bytes) MiB after the change"
 echo "change:    $CHANGE: UPDATE pgbench_accounts WHERE $acc_where; new payload for random_text WHERE $rnd_where; CHECKPOINT"
-echo "settings:  coffer: zstd $COFFER_LEVEL (the source's compression_level), encrypted, plugin block_size 64 KiB;"
+echo "settings:  coffer: zstd $COFFER_LEVEL (the source's compression_level), encrypted, block_size ${BLOCK_SIZE:-as the plugin defaults};"
 echo "           pgBackRest: zst level 1, process-max 2, start-fast, $([ "$PGBACKREST_CIPHER" = 1 ] && echo "aes-256-cbc" || echo "no encryption")"
 echo
 fmt='%-34s %12s %12s %14s %10s %10s\n'
