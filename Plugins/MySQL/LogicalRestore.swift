@@ -111,7 +111,7 @@ struct LogicalRestore {
                     last = order.min { queues[$0].queuedBytes < queues[$1].queuedBytes } ?? 0
                     queue = queues[last]
                 case .data(let piece):
-                    pending += piece.bytes
+                    piece.withUnsafeBytes { pending += $0 }
                     var start = 0
                     while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
                         try queue.push((tables[i].0, Array(pending[start..<nl])), size: nl - start)

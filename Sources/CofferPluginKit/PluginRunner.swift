@@ -218,7 +218,7 @@ public final class ArtifactSource: @unchecked Sendable {
     }
 
     private func receive(begin: ArtifactBegin, name: String, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
-        try receivePayloads(begin: begin, name: name) { try sink($0.bytes) }
+        try receivePayloads(begin: begin, name: name) { try $0.withUnsafeBytes(sink) }
     }
 
     /// The data frames of the artifact `begin` opened, each piece handed on as it came, up

@@ -247,15 +247,19 @@ public final class FrameReader: @unchecked Sendable {
         return true
     }
 
-    private func waitReadable() throws {
-        guard let timeout else { return }
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while true {
-            let r = poll(&pfd, 1, Int32(min(timeout * 1000, Double(Int32.max))))
-            if r > 0 { return }
-            if r == 0 { throw ProtocolError.timeout(seconds: timeout) }
-            if errno != EINTR { throw ProtocolError.io("poll: \(String(cString: strerror(errno)))") }
-        }
+    private func waitReadable() throws { try pollReadable(fd, timeout: timeout) }
+}
+
+/// Waits until `fd` has something to read (or its end), at most `timeout` seconds (nil:
+/// as long as it takes, and no system call).
+func pollReadable(_ fd: Int32, timeout: Double?) throws {
+    guard let timeout else { return }
+    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    while true {
+        let r = poll(&pfd, 1, Int32(min(timeout * 1000, Double(Int32.max))))
+        if r > 0 { return }
+        if r == 0 { throw ProtocolError.timeout(seconds: timeout) }
+        if errno != EINTR { throw ProtocolError.io("poll: \(String(cString: strerror(errno)))") }
     }
 }
 

@@ -8,7 +8,7 @@ import Glibc
 /// back to the sender once the receiver is done with it.
 ///
 /// Data crosses a pipe as two copies in the kernel, each with page allocation and pipe
-/// locking, about 1 CPU-second of a 3 GB backup. Through a slot, the sender writes its bytes
+/// locking, 1–1.5 CPU-seconds of a 3 GB backup (decision 017). Through a slot, the sender writes its bytes
 /// once (a plugin reads a file straight into one) and the receiver reads them once; the pipe
 /// carries only a `shared` frame naming the slot and the length.
 ///
@@ -25,9 +25,8 @@ public final class SharedSlots: @unchecked Sendable {
     public let count: Int
     private let memory: UnsafeMutableRawBufferPointer
     private let socket: Int32
-    /// Slots this side may fill (the sender's side).
+    /// Slots this side may fill: all of them at first, as only the sender ever fills one.
     private var free: [Int]
-    private var freeKnown = false
     /// How long a sender waits for a slot to come back before giving up (nil: as long as it takes).
     public var timeout: Double?
 
@@ -35,7 +34,7 @@ public final class SharedSlots: @unchecked Sendable {
         self.memory = memory
         self.socket = socket
         self.count = count
-        self.free = []
+        self.free = Array((0 ..< count).reversed())
     }
 
     deinit {
@@ -110,12 +109,8 @@ public final class SharedSlots: @unchecked Sendable {
 
     /// The sender: a slot to fill, waiting for the receiver to give one back if need be.
     public func acquire() throws -> Int {
-        if !freeKnown {
-            free = Array((0 ..< count).reversed())
-            freeKnown = true
-        }
         while free.isEmpty {
-            try waitReadable()
+            try pollReadable(socket, timeout: timeout)
             var numbers = [UInt8](repeating: 0, count: count)
             let n = numbers.withUnsafeMutableBytes { read(socket, $0.baseAddress!, $0.count) }
             if n < 0 {
@@ -145,17 +140,6 @@ public final class SharedSlots: @unchecked Sendable {
             // (an error message, say) are still to be read, and the pipe's end says the rest.
             if errno == EPIPE || errno == ECONNRESET { return }
             throw ProtocolError.io("write to the shared-memory socket: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    private func waitReadable() throws {
-        guard let timeout else { return }
-        var pfd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        while true {
-            let r = poll(&pfd, 1, Int32(min(timeout * 1000, Double(Int32.max))))
-            if r > 0 { return }
-            if r == 0 { throw ProtocolError.timeout(seconds: timeout) }
-            if errno != EINTR { throw ProtocolError.io("poll: \(String(cString: strerror(errno)))") }
         }
     }
 
@@ -190,30 +174,35 @@ public final class SharedSlots: @unchecked Sendable {
 ///
 /// Keep a piece only as long as it takes to write it out, never while waiting for later
 /// ones: the sender has only so many slots (8 MiB), and with all of them held it cannot send
-/// more (it fails after its timeout). Copy what must stay longer (`Array(piece.bytes)`).
+/// more (it fails after its timeout). Copy what must stay longer.
 public final class DataPiece: @unchecked Sendable {
-    /// Valid while the piece lives.
-    public let bytes: UnsafeRawBufferPointer
-    private let array: [UInt8]?
-    private let slot: (memory: SharedSlots, number: Int)?
-
-    init(_ array: [UInt8]) {
-        self.array = array
-        self.bytes = array.withUnsafeBytes { $0 }   // the array is kept, and never changed
-        self.slot = nil
+    private enum Storage {
+        case array([UInt8])
+        case slot(SharedSlots, number: Int, count: Int)
     }
 
-    init(slot number: Int, of memory: SharedSlots, count: Int) {
-        array = nil
-        bytes = UnsafeRawBufferPointer(rebasing: memory.slot(number)[0 ..< count])
-        slot = (memory, number)
-    }
+    private let storage: Storage
+
+    init(_ array: [UInt8]) { storage = .array(array) }
+
+    init(slot number: Int, of memory: SharedSlots, count: Int) { storage = .slot(memory, number: number, count: count) }
 
     deinit {
-        if let slot { try? slot.memory.release(slot.number) }
+        if case .slot(let memory, let number, _) = storage { try? memory.release(number) }
     }
 
-    public var count: Int { bytes.count }
+    public var count: Int {
+        switch storage {
+        case .array(let bytes): return bytes.count
+        case .slot(_, _, let count): return count
+        }
+    }
 
-    public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T { try body(bytes) }
+    /// The bytes, valid during `body` only.
+    public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        switch storage {
+        case .array(let bytes): return try bytes.withUnsafeBytes(body)
+        case .slot(let memory, let number, let count): return try body(UnsafeRawBufferPointer(rebasing: memory.slot(number)[0 ..< count]))
+        }
+    }
 }

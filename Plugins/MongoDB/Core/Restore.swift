@@ -47,7 +47,7 @@ public struct Restore {
         try source.fetch(metaNames.map { FetchItem(backup: base.id, name: $0) }) { i, piece in
             switch piece {
             case .begin: buffer = []
-            case .data(let piece): buffer += piece.bytes
+            case .data(let piece): piece.withUnsafeBytes { buffer += $0 }
             case .end:
                 guard let ns = Namespace(artifact: metaNames[i]) else { throw MongoError("bad artifact name \(metaNames[i])") }
                 metas.append((ns, try Document(bson: buffer)))
