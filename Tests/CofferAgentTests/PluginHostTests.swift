@@ -315,6 +315,21 @@ final class FrameTests: XCTestCase {
         XCTAssertNil(try reader.next())
         sent.wait()
         XCTAssertNil(sendError)
+
+        // On the wire, data is a shared frame naming a slot that holds the bytes.
+        var raw: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&raw), 0)
+        defer { close(raw[0]) }
+        let rawWriter = FrameWriter(fd: raw[1])
+        rawWriter.shared = sender
+        try rawWriter.sendData([7, 8, 9] as [UInt8])
+        close(raw[1])
+        var wire = [UInt8](repeating: 0, count: 64)
+        XCTAssertEqual(read(raw[0], &wire, wire.count), 13)
+        XCTAssertEqual(Array(wire[0 ..< 5]), [3, 8, 0, 0, 0])
+        let slot = Int(wire[5]) | Int(wire[6]) << 8 | Int(wire[7]) << 16 | Int(wire[8]) << 24
+        XCTAssertEqual(Array(wire[9 ..< 13]), [3, 0, 0, 0])
+        XCTAssertEqual(Array(receiver.slot(slot)[0 ..< 3]), [7, 8, 9])
     }
 
     /// A sender waiting for a slot from a receiver that is gone fails, as a closed pipe does.

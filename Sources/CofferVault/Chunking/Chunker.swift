@@ -94,14 +94,9 @@ public struct StreamChunker {
     /// Replaces `chunk`'s content with the next chunk (reusing its capacity); false at the end.
     public mutating func next(into chunk: inout [UInt8]) throws -> Bool {
         chunk.removeAll(keepingCapacity: true)
-        return try next(appendingTo: &chunk)
-    }
-
-    /// Appends the next chunk to `bytes`; false, appending nothing, at the end.
-    public mutating func next(appendingTo bytes: inout [UInt8]) throws -> Bool {
         let cut = try nextCut()
         if cut == 0 { return false }
-        bytes.append(contentsOf: buffer[start..<(start + cut)])
+        chunk.append(contentsOf: buffer[start..<(start + cut)])
         start += cut
         return true
     }

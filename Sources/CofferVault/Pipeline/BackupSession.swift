@@ -26,8 +26,8 @@ public final class BackupSession: Sendable {
     /// Blobs this session has taken on to store, so that a repeated chunk is stored once.
     private let claimed = Mutex(Set<BlobID>())
     /// Recycled batches of chunks, and compression and sealing buffers (see BufferPool).
-    private let chunks: ChunkBatchPool
-    private let scratch: BufferPool
+    private let chunks: BufferPool<ChunkBatch>
+    private let scratch: BufferPool<[UInt8]>
     /// Garbage collection (docs/decisions/009): this session's in-progress marker, written
     /// before the index is read and removed once the manifest is durable (or the session
     /// dies), and the blobs it took from the index rather than storing them, which must
@@ -64,7 +64,7 @@ public final class BackupSession: Sendable {
         self.workers = max(1, workers)
         self.packer = Packer(vault: vault)
         // As many as can be in flight at once: batches queued, and two buffers a busy worker.
-        self.chunks = ChunkBatchPool(limit: self.workers * 4 + 1)
+        self.chunks = BufferPool(limit: self.workers * 4 + 1, make: { ChunkBatch() }, reset: { $0.reset() })
         self.scratch = BufferPool(limit: self.workers * 4 * 2, emptied: false)
     }
 
@@ -468,7 +468,7 @@ final class Packer: Sendable {
     private let writeSlots: DispatchSemaphore
     private let writes = DispatchGroup()
     private let failure = Mutex<Error?>(nil)
-    private let buffers = BufferPool(limit: Packer.writesInFlight + 1)
+    private let buffers = BufferPool<[UInt8]>(limit: Packer.writesInFlight + 1)
     static let indexEvery = 32
     static let writesInFlight = 2
 

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Consecutive chunks of one stream laid end to end in one block of memory: what `store`
 /// hands a worker at once. Fixed-size and whole chunks are read straight into it, so a
 /// data file's bytes are copied once on this side (out of the plugin's pipe), not a second
@@ -29,21 +27,6 @@ final class ChunkBatch: @unchecked Sendable {
         UnsafeRawBufferPointer(rebasing: memory[(i == 0 ? 0 : ends[i - 1]) ..< ends[i]])
     }
 
-    fileprivate func reset() { ends.removeAll(keepingCapacity: true) }
-}
-
-/// Recycles batches: their pages stay mapped, so a backup pays for mapping (and the
-/// kernel's zeroing) once per batch in flight, not once per batch. Bounded.
-final class ChunkBatchPool: Sendable {
-    private let free = Mutex<[ChunkBatch]>([])
-    private let limit: Int
-
-    init(limit: Int) { self.limit = limit }
-
-    func take() -> ChunkBatch { free.withLock { $0.popLast() } ?? ChunkBatch() }
-
-    func give(_ batch: ChunkBatch) {
-        batch.reset()
-        free.withLock { if $0.count < limit { $0.append(batch) } }
-    }
+    /// Empty again, for its next use (`BufferPool`); its pages stay mapped.
+    func reset() { ends.removeAll(keepingCapacity: true) }
 }
