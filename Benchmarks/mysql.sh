@@ -13,6 +13,13 @@
 #                    mariabackup and mydumper do not compress at all here)
 #   RESTORE_BINLOG=off  coffer's logical restore writes the rows to the binlog (on) or not (off,
 #                    what myloader does unless given --enable-binlog)
+#   RESTORE_CACHE=cold|warm  cold (default): the page cache is dropped before each restore, so
+#                    each tool reads its backup from disk as a real restore does (mariabackup's
+#                    directory, written through the cache, is otherwise all there; coffer's
+#                    packs, written O_DIRECT, are not)
+# The physical restores are timed until their files are on disk: mariabackup's copy-back is
+# followed by `sync -f` of the target, as coffer's restore ends with a syncfs; the figure
+# without that sync is printed too.
 # Everything lives in bench-work/mysql (scratch; removed and rebuilt on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +29,8 @@ SIZE_MB=${SIZE_MB:-2048}
 THREADS=${THREADS:-2}
 COFFER_LEVEL=${COFFER_LEVEL:-1}
 RESTORE_BINLOG=${RESTORE_BINLOG:-off}
+RESTORE_CACHE=${RESTORE_CACHE:-cold}
+[[ $RESTORE_CACHE == cold || $RESTORE_CACHE == warm ]] || { echo "RESTORE_CACHE must be cold or warm" >&2; exit 2; }
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "SIZE_MB must be a positive integer" >&2; exit 2; }
 export LC_ALL=C
 
@@ -151,14 +160,26 @@ measure mariabackup-incremental "$work/mb-inc" mariabackup --defaults-file="$wor
 measure mydumper-second "$work/md-second" mydumper -S "$work/mysqld.sock" -u root -B bench -t "$THREADS" -o "$work/md-second"
 
 # --- restores ------------------------------------------------------------------------------------
+cache_for_restore() {   # written back, then (cold) dropped: no restore pays for another's writes
+  sync
+  if [ "$RESTORE_CACHE" = cold ]; then echo 3 >/proc/sys/vm/drop_caches; fi
+}
+cache_for_restore
 measure coffer-physical-restore "$work/r-coffer" c restore --source phys --target-dir "$work/r-coffer"
+cache_for_restore
 measure coffer-logical-restore "$work/data" c restore --source logi --target-dir "$work/unused" --set database.bench=bench_coffer
 mb_restore() {
   mariabackup --prepare --target-dir="$work/mb-full" &&
   mariabackup --prepare --target-dir="$work/mb-full" --incremental-dir="$work/mb-inc" &&
   mariabackup --copy-back --target-dir="$work/mb-full" --datadir="$work/r-mb"
 }
+cache_for_restore
 measure mariabackup-restore "$work/r-mb" mb_restore
+# What copy-back left in the page cache, written out: coffer's restore reports success only then.
+measure mariabackup-restore-sync "$work/r-mb" sync -f "$work/r-mb"
+T[mariabackup-restore-synced]=$(python3 -c "print(f'{${T[mariabackup-restore]} + ${T[mariabackup-restore-sync]}:.2f}')")
+C[mariabackup-restore-synced]=$(python3 -c "print(f'{${C[mariabackup-restore]} + ${C[mariabackup-restore-sync]}:.2f}')")
+cache_for_restore
 measure myloader-restore "$work/data" myloader -S "$work/mysqld.sock" -u root -d "$work/md-second" -s bench -B bench_myloader -t "$THREADS"
 for db in bench_coffer bench_myloader; do
   for t in 1 2 3 4; do
@@ -168,16 +189,18 @@ for db in bench_coffer bench_myloader; do
 done
 
 # --- ratios --------------------------------------------------------------------------------------
+echo "page cache before each restore: $RESTORE_CACHE"
 r() { python3 -c "a, b = $1, $2; print(f'{a / b:.2f}' if b else '-')"; }
 echo
 echo "table data: $datasize bytes"
 echo "full backup time, coffer physical / mariabackup: $(r "${T[coffer-physical-full]}" "${T[mariabackup-full]}")"
 echo "full backup time, coffer logical / mydumper:     $(r "${T[coffer-logical-full]}" "${T[mydumper-full]}")"
-echo "restore time, coffer physical / mariabackup:     $(r "${T[coffer-physical-restore]}" "${T[mariabackup-restore]}")"
+echo "restore time, coffer physical / mariabackup + sync: $(r "${T[coffer-physical-restore]}" "${T[mariabackup-restore-synced]}")"
+echo "restore time, coffer physical / mariabackup (files not yet on disk): $(r "${T[coffer-physical-restore]}" "${T[mariabackup-restore]}")"
 echo "restore time, coffer logical / myloader:         $(r "${T[coffer-logical-restore]}" "${T[myloader-restore]}")"
 echo "full backup CPU, coffer physical / mariabackup:  $(r "${C[coffer-physical-full]}" "${C[mariabackup-full]}")"
 echo "full backup CPU, coffer logical / mydumper:      $(r "${C[coffer-logical-full]}" "${C[mydumper-full]}")"
-echo "restore CPU, coffer physical / mariabackup:      $(r "${C[coffer-physical-restore]}" "${C[mariabackup-restore]}")"
+echo "restore CPU, coffer physical / mariabackup + sync: $(r "${C[coffer-physical-restore]}" "${C[mariabackup-restore-synced]}")"
 echo "restore CPU, coffer logical / myloader (server's work not counted): $(r "${C[coffer-logical-restore]}" "${C[myloader-restore]}")"
 echo "second backup stored / data size, coffer physical: $(r "${S[coffer-physical-second]}" "$datasize")"
 echo "second backup stored / data size, coffer logical:  $(r "${S[coffer-logical-second]}" "$datasize")"

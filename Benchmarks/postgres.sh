@@ -13,6 +13,10 @@
 #   PGBACKREST_CIPHER=1  encrypt the pgBackRest repository too (aes-256-cbc; coffer always encrypts)
 #   COFFER_BIN=path  use this coffer (and the coffer-postgres beside it) instead of building
 #   BLOCK_SIZE=bytes the source's block_size for relation files (default: the plugin's)
+#   RESTORE_CACHE=cold|warm  cold (default): the page cache is dropped before each restore, so
+#                    every tool reads its repository from disk as a real restore does; warm:
+#                    whatever the backups left in it (pgBackRest's repository, written through
+#                    the cache, is all there; coffer's packs, written O_DIRECT, are not)
 # Everything lives in bench-work/postgres (the loaded cluster is kept there as a template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +29,10 @@ BLOCK_SIZE=${BLOCK_SIZE:-}
 CHANGE=${CHANGE:-contiguous}
 WAL_SEGMENTS=${WAL_SEGMENTS:-20}
 PGBACKREST_CIPHER=${PGBACKREST_CIPHER:-0}
+RESTORE_CACHE=${RESTORE_CACHE:-cold}
 [[ $SCALE =~ ^[1-9][0-9]*$ ]] || { echo "SCALE must be a positive integer" >&2; exit 2; }
 [[ $CHANGE == contiguous || $CHANGE == scattered ]] || { echo "CHANGE must be contiguous or scattered" >&2; exit 2; }
+[[ $RESTORE_CACHE == cold || $RESTORE_CACHE == warm ]] || { echo "RESTORE_CACHE must be cold or warm" >&2; exit 2; }
 export LC_ALL=C
 
 work=$root/bench-work/postgres
@@ -305,13 +311,20 @@ basebackup_run b_second_t "$work/basebackup-2"
 b2=$(du_b "$work/basebackup-2")
 
 # --- restores ----------------------------------------------------------------------------------
-echo "restores" >&2
+echo "restores ($RESTORE_CACHE page cache)" >&2
+cache_for_restore() {   # written back, then (cold) dropped: no restore pays for another's writes
+  sync
+  if [ "$RESTORE_CACHE" = cold ]; then echo 3 >/proc/sys/vm/drop_caches; fi
+}
+cache_for_restore
 timed c_restore_t coffer-restore as_pg "$coffer" restore --source bench \
   --target-dir "$work/restore-coffer" --config "$conf"
 as_pg mkdir -m 700 "$work/restore-pgbackrest"
+cache_for_restore
 timed p_restore_t pgbackrest-restore pgbr restore --pg1-path="$work/restore-pgbackrest" \
   --type=immediate --target-action=promote
 # cp -a, then sync of that file system: the other two write their files durably too.
+cache_for_restore
 timed b_restore_t basebackup-restore as_pg sh -c 'cp -a "$1" "$2" && sync -f "$2"' cp \
   "$work/basebackup-2" "$work/restore-basebackup"
 
@@ -444,6 +457,7 @@ echo "  pgBackRest --type=incr (file level), pg_basebackup full again."
 echo "Restores: coffer restore and pgbackrest restore --type=immediate; pg_basebackup's is a plain"
 echo "  'cp -a' of its second backup, then 'sync -f'. Each restored cluster was started on port $vport and gave the"
 echo "  source's count(*), sum(abalance) of pgbench_accounts and count, hash sum of random_text."
+echo "  Page cache before each restore: $RESTORE_CACHE (RESTORE_CACHE=cold drops it, so repositories are read from disk)."
 echo "archive_command: a no-op ('true') during coffer's and pg_basebackup's runs, pgBackRest's"
 echo "  archive-push during pgBackRest's (its backup waits for its WAL to be archived); no --no-archive-check."
 echo "WAL push: ${#segs[@]} full 16 MiB segments, one process per segment as archive_command runs it;"

@@ -93,17 +93,21 @@ extension PluginJob {
     /// the commit and `committed`.
     private func receive(_ request: BackupRequest, session: BackupSession, frames: FrameQueue, started: Date,
                          progress: (@Sendable (Int64) -> Void)?) throws -> String {
-        var artifacts: [Artifact] = []
+        // Each artifact's last blobs are still being stored while the next one is read.
+        var pending: [PendingArtifact] = []
+        var base: Int64 = 0
         while true {
             guard let frame = try frames.next() else { throw ProtocolError.closed }
             switch try Wire.type(of: frame) {
             case "artifact.begin":
-                let base = artifacts.reduce(Int64(0)) { $0 + $1.size }
                 var overall: (@Sendable (Int64) -> Void)?
-                if let progress { overall = { progress(base + $0) } }
-                artifacts.append(try receiveArtifact(frame, session: session, frames: frames, progress: overall))
+                if let progress { overall = { [base] in progress(base + $0) } }
+                let artifact = try receiveArtifact(frame, session: session, frames: frames, progress: overall)
+                base += artifact.size
+                pending.append(artifact)
             case "done":
                 let done = try Wire.decode(BackupDone.self, from: frame)
+                let artifacts = try pending.map { try $0.finish() }
                 let manifest = Manifest(source: request.source, engine: engine, kind: request.kind,
                                         parent: request.parent, started: started, finished: Date(),
                                         positions: done.positions, artifacts: artifacts, metadata: done.metadata)
@@ -122,10 +126,11 @@ extension PluginJob {
 }
 
 extension PluginJob {
-    /// Stores the artifact that `begin` (an `artifact.begin` frame) opens, from its data
-    /// frames up to its `artifact.end`.
+    /// Reads the artifact that `begin` (an `artifact.begin` frame) opens, from its data
+    /// frames up to its `artifact.end`, into the session, which may still be storing its
+    /// last blobs when this returns.
     func receiveArtifact(_ begin: Frame, session: BackupSession, frames: FrameQueue,
-                         progress: (@Sendable (Int64) -> Void)?) throws -> Artifact {
+                         progress: (@Sendable (Int64) -> Void)?) throws -> PendingArtifact {
         let begin = try Wire.decode(ArtifactBegin.self, from: begin)
         let spec: ChunkerSpec
         do {
@@ -134,7 +139,7 @@ extension PluginJob {
             throw ProtocolError.malformed("artifact \(begin.name): \(error)")
         }
         let feed = DataFeed(frames: frames, name: begin.name)
-        let artifact = try session.store(name: begin.name, chunker: spec, progress: progress, read: feed.read)
+        let artifact = try session.submit(name: begin.name, chunker: spec, progress: progress, read: feed.read)
         try feed.checkEnd(size: artifact.size)
         return artifact
     }

@@ -61,7 +61,7 @@ extension PluginJob {
             switch try Wire.type(of: frame) {
             case "artifact.begin":
                 if artifacts.isEmpty { started = Date() }
-                artifacts.append(try receiveArtifact(frame, session: session, frames: frames, progress: nil))
+                artifacts.append(try receiveArtifact(frame, session: session, frames: frames, progress: nil).finish())
             case "log.done":
                 let done = try Wire.decode(LogDone.self, from: frame)
                 let manifest = Manifest(source: request.source, engine: engine, kind: "log", parent: nil,

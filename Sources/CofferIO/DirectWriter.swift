@@ -40,7 +40,6 @@ public final class DirectWriter: @unchecked Sendable {
     private let inFlight = DispatchGroup()
     /// What the background writes found: an error, or that O_DIRECT was refused.
     private let outcome = Mutex<(errno: Int32?, refused: Bool)>((nil, false))
-    private static let io = DispatchQueue(label: "coffer.direct-writes", qos: .userInitiated, attributes: .concurrent)
 
     /// - Parameters:
     ///   - fd: a descriptor open for writing, positioned anywhere (writes use pwrite);
@@ -98,7 +97,7 @@ public final class DirectWriter: @unchecked Sendable {
         slots.wait()
         inFlight.enter()
         let full = UInt(bitPattern: buffer.baseAddress), count = filled, at = offset
-        Self.io.async { [self] in
+        BlockingThreads.shared.run { [self] in
             let start = UnsafeRawPointer(bitPattern: full)!
             let result = Self.pwriteAll(fd, start, count, at, direct: true)
             if result.refused || result.errno != nil {

@@ -119,6 +119,10 @@ public final class Vault: Sendable {
     /// its associated data), so only a writer holding the keys could have stored a blob
     /// under a wrong id. Restores trust the tag; `check --read-data` recomputes every id.
     func openBlob(_ sealed: [UInt8], entry: PackEntry, pack: String, checkID: Bool = true) throws -> [UInt8] {
+        try sealed.withUnsafeBytes { try openBlob($0, entry: entry, pack: pack, checkID: checkID) }
+    }
+
+    func openBlob(_ sealed: UnsafeRawBufferPointer, entry: PackEntry, pack: String, checkID: Bool = true) throws -> [UInt8] {
         guard let plain = PackFormat.openBlob(sealed, id: entry.id, type: entry.type, rawLength: Int(entry.rawLength),
                                               key: key.dataKey)
         else {

@@ -176,3 +176,88 @@ final class FailingStreamTests: XCTestCase {
         XCTAssertTrue(try VaultChecker(vault: try scratch.reopen()).run(readData: true).ok)
     }
 }
+
+/// Many streams in one session, each submitted while the previous ones' last batches are
+/// still being stored, read back in one pass: the reader's runs (nearby blobs of one pack in
+/// one read) must hand every blob back in order, repeated ones included.
+final class ManyStreamsTests: XCTestCase {
+    func testStreamsSubmittedWithoutWaitingReadBackInOrder() throws {
+        let scratch = try ScratchVault(config: VaultConfig(packSize: 1 << 20, compressionLevel: 1))
+        var gen = TestBytes(seed: 61)
+        let page = gen.bytes(4096), other = gen.bytes(4096)
+        var streams: [[UInt8]] = []
+        for i in 0..<300 {
+            switch i % 3 {
+            case 0: streams.append(gen.bytes(Int.random(in: 0...20_000)))  // small files
+            // Pages repeated within one stream and across streams: duplicates inside a batch.
+            case 1:
+                var bytes: [UInt8] = []
+                for j in 0..<64 {
+                    let chunk: [UInt8] = j % 3 == 0 ? other : j % 2 == 0 ? page : gen.bytes(4096)
+                    bytes += chunk
+                }
+                streams.append(bytes)
+            default: streams.append(gen.bytes(Int.random(in: 100_000...900_000)))
+            }
+        }
+        let session = try BackupSession(vault: scratch.vault)
+        var pending: [PendingArtifact] = []
+        for (i, bytes) in streams.enumerated() {
+            var offset = 0
+            pending.append(try session.submit(name: "s\(i)", chunker: .fixed(4096)) { buf in
+                let n = min(buf.count, bytes.count - offset)
+                bytes.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+                offset += n
+                return n
+            })
+            XCTAssertEqual(pending[i].size, Int64(bytes.count))
+        }
+        let artifacts = try pending.map { try $0.finish() }
+        let id = try session.commit(session.manifest(source: "many", artifacts: artifacts))
+        XCTAssertGreaterThan(try LocalBackend(path: scratch.path).list(.packs).count, 10)
+
+        let vault = try scratch.reopen()
+        let manifest = try vault.readManifest(id: id)
+        var got = [[UInt8]](repeating: [], count: streams.count)
+        var current = -1
+        try ArtifactReader(vault: vault).read(manifest.artifacts) { piece in
+            switch piece {
+            case .begin(let a): current = a
+            case .data(let plain): got[current].append(contentsOf: plain)
+            case .end(let a): XCTAssertEqual(a, current)
+            }
+        }
+        for i in streams.indices { XCTAssertEqual(got[i], streams[i], "stream \(i)") }
+    }
+
+    /// A damaged blob in the middle of a run fails the read and names its pack; the blobs
+    /// read in the same request do not hide it.
+    func testDamagedBlobInsideARunFailsTheRead() throws {
+        let scratch = try ScratchVault(config: VaultConfig(packSize: 1 << 20, compressionLevel: 1))
+        var gen = TestBytes(seed: 62)
+        let data = gen.bytes(256 << 10)
+        let id = try scratch.put(data, chunker: .fixed(4096))
+        let vault = try scratch.reopen()
+        let manifest = try vault.readManifest(id: id)
+        try vault.loadIndex()
+        let ids = try ArtifactReader(vault: vault).contentIDs(manifest.artifacts[0])
+        let victim = vault.index.lookup(ids[ids.count / 2])!
+        let path = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
+        XCTAssertEqual(chmod(path, 0o644), 0)  // packs are read-only
+        let fd = open(path, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var byte: UInt8 = 0
+        let at = off_t(victim.entry.offset + victim.entry.length / 2)
+        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
+        byte ^= 0x40
+        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
+        close(fd)
+
+        XCTAssertThrowsError(try scratch.get(id)) { error in
+            guard case VaultError.corruptObject(kind: .packs, let name, _) = error else {
+                return XCTFail("expected a corrupt pack, got \(error)")
+            }
+            XCTAssertEqual(name, victim.pack.hex)
+        }
+    }
+}

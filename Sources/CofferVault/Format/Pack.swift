@@ -77,11 +77,10 @@ public enum PackFormat {
     }
 
     /// Opens a sealed blob, returning its plaintext; nil when authentication or decoding fails.
-    static func openBlob(_ sealed: [UInt8], id: BlobID, type: BlobType, rawLength: Int, key: [UInt8]) -> [UInt8]? {
+    static func openBlob(_ sealed: UnsafeRawBufferPointer, id: BlobID, type: BlobType, rawLength: Int, key: [UInt8]) -> [UInt8]? {
         var body: [UInt8] = []
-        guard let (encoding, n) = sealed.withUnsafeBytes({
-            AESGCM.open(key: key, aad: AssociatedData.blob(id, type), $0, splittingFirstByteInto: &body)
-        }) else { return nil }
+        guard let (encoding, n) = AESGCM.open(key: key, aad: AssociatedData.blob(id, type), sealed, splittingFirstByteInto: &body)
+        else { return nil }
         switch encoding {
         case encodingRaw:
             return n == rawLength ? body : nil

@@ -1,3 +1,4 @@
+import CofferIO
 import Dispatch
 import Foundation
 
@@ -68,9 +69,10 @@ public struct ArtifactReader: Sendable {
     public func read(_ artifacts: [Artifact], to sink: (Piece) throws -> Void) throws {
         let slots = ReadSlots()
         let queue = DispatchQueue(label: "coffer.restore", qos: .userInitiated, attributes: .concurrent)
+        let loads = DispatchGroup()
         defer {
             // On an early exit, let scheduled loads finish before their slots go away.
-            queue.sync(flags: .barrier) {}
+            loads.wait()
         }
         // Content ids of the artifacts the scheduler has reached and the writer not yet finished.
         var ids: [Int: [BlobID]] = [:]
@@ -114,8 +116,15 @@ public struct ArtifactReader: Sendable {
                     scheduled += 1
                 }
                 guard !batch.isEmpty else { return }
-                queue.async { [batch] in
-                    slots.fill(batch.map { blob in (blob.slot, Result { try load(blob.id, at: blob.location, type: .data) }) })
+                // The reads wait on the disk on threads of their own, so that a cold pack
+                // never holds one of the cores the opening (AES-GCM, zstd) needs.
+                loads.enter()
+                BlockingThreads.shared.run { [batch] in
+                    let runs = readRuns(batch)
+                    queue.async {
+                        slots.fill(open(batch, runs))
+                        loads.leave()
+                    }
                 }
             }
         }
@@ -145,6 +154,71 @@ public struct ArtifactReader: Sendable {
     /// The most blobs, and bytes (one blob may go over), one task loads at once.
     static let batchBlobs = 64
     static let batchBytes = 1 << 20
+    /// Blobs of one pack this close are read in one request, the bytes between them read
+    /// and dropped: a batch's blobs lie near each other, interleaved with the blobs another
+    /// backup worker packed at the same time.
+    static let runGap = 256 << 10
+
+    /// A stretch of one pack holding some of a batch's blobs, read in one request.
+    private struct Run {
+        let pack: PackID
+        let offset: Int
+        var end: Int
+        /// Indexes into the batch.
+        var members: [Int]
+    }
+
+    /// Reads the packs' bytes for a batch, a run of nearby blobs a request.
+    private func readRuns(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)])
+        -> [(run: Run, bytes: Result<[UInt8], Error>)] {
+        var byPack: [PackID: [Int]] = [:]
+        for i in batch.indices {
+            if let loc = batch[i].location { byPack[loc.pack, default: []].append(i) }
+        }
+        var runs: [Run] = []
+        for (pack, members) in byPack {
+            let first = runs.count
+            for i in members.sorted(by: { batch[$0].location!.entry.offset < batch[$1].location!.entry.offset }) {
+                let entry = batch[i].location!.entry
+                let start = Int(entry.offset), end = start + Int(entry.length)
+                // Sorted by offset, so a blob is never before its run's start (a blob repeated
+                // within the batch overlaps it).
+                if runs.count > first, start - runs[runs.count - 1].end <= ArtifactReader.runGap {
+                    runs[runs.count - 1].end = max(runs[runs.count - 1].end, end)
+                    runs[runs.count - 1].members.append(i)
+                } else {
+                    runs.append(Run(pack: pack, offset: start, end: end, members: [i]))
+                }
+            }
+        }
+        return runs.map { run in
+            (run, Result { try vault.backend.read(.packs, run.pack.hex, offset: run.offset, length: run.end - run.offset) })
+        }
+    }
+
+    /// Opens a batch's blobs out of the runs read for it.
+    private func open(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)],
+                      _ runs: [(run: Run, bytes: Result<[UInt8], Error>)]) -> [(Int, Result<[UInt8], Error>)] {
+        var results = [Result<[UInt8], Error>?](repeating: nil, count: batch.count)
+        for (run, bytes) in runs {
+            for i in run.members {
+                let entry = batch[i].location!.entry
+                results[i] = Result {
+                    guard entry.type == .data else {
+                        throw VaultError.corruptObject(kind: .packs, name: run.pack.hex, reason: "blob \(entry.id.hex) is not of type \(BlobType.data)")
+                    }
+                    return try bytes.get().withUnsafeBytes { all in
+                        let at = Int(entry.offset) - run.offset
+                        return try vault.openBlob(UnsafeRawBufferPointer(rebasing: all[at ..< at + Int(entry.length)]),
+                                                  entry: entry, pack: run.pack.hex, checkID: checkIDs)
+                    }
+                }
+            }
+        }
+        return batch.indices.map { i in
+            (batch[i].slot, results[i] ?? Result { try load(batch[i].id, at: nil, type: .data) })
+        }
+    }
 
     /// One blob's plaintext, authenticated (and checked against its id when `checkIDs`).
     public func loadBlob(_ id: BlobID, type: BlobType) throws -> [UInt8] {

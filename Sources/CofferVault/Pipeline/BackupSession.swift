@@ -1,3 +1,4 @@
+import CofferIO
 import CZstd
 import Dispatch
 import Foundation
@@ -34,6 +35,9 @@ public final class BackupSession: Sendable {
     /// still be indexed when the manifest is written.
     private let marker: HeldLock
     private let reused = Mutex(Set<BlobID>())
+    /// Batches handed to the workers and not yet stored, across every stream of the
+    /// session: the bound on its memory however many streams are still being finished.
+    private let inflight: DispatchSemaphore
     private let indexAtStart: (files: Set<String>, generation: Int)
 
     public struct Stats: Sendable {
@@ -63,6 +67,7 @@ public final class BackupSession: Sendable {
         self.dedupe = dedupe
         self.workers = max(1, workers)
         self.packer = Packer(vault: vault)
+        self.inflight = DispatchSemaphore(value: self.workers * 4)
         // As many as can be in flight at once: batches queued, and two buffers a busy worker.
         self.chunks = BufferPool(limit: self.workers * 4 + 1, make: { ChunkBatch() }, reset: { $0.reset() })
         self.scratch = BufferPool(limit: self.workers * 4 * 2, emptied: false)
@@ -73,11 +78,21 @@ public final class BackupSession: Sendable {
     /// Reads a stream to its end through `read` (which returns 0 at the end) and stores it.
     public func store(name: String, chunker: ChunkerSpec, progress: (@Sendable (Int64) -> Void)? = nil,
                       read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Artifact {
+        try submit(name: name, chunker: chunker, progress: progress, read: read).finish()
+    }
+
+    /// `store`, returning once the stream is read: its last batches may still be with the
+    /// workers, and `PendingArtifact.finish` waits for them. A caller with many streams
+    /// (a base backup's thousands of small files) reads the next while the workers finish
+    /// this one, instead of leaving a core idle at every stream's end. A worker's failure
+    /// shows at `finish`, at a later `submit`, or at `commit`, whichever comes first.
+    public func submit(name: String, chunker: ChunkerSpec, progress: (@Sendable (Int64) -> Void)? = nil,
+                       read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws -> PendingArtifact {
         if !dedupe, let zstd, let piece = BackupSession.streamedPiece(chunker) {
-            return try storeStreamed(name: name, chunker: chunker, piece: piece, zstd: zstd, progress: progress, read: read)
+            let artifact = try storeStreamed(name: name, chunker: chunker, piece: piece, zstd: zstd, progress: progress, read: read)
+            return PendingArtifact(session: self, name: name, chunker: chunker, size: artifact.size, stored: artifact)
         }
-        let results = Mutex<[BlobID?]>([])
-        let inflight = DispatchSemaphore(value: workers * 4)
+        let results = BlobIDSlots()
         let group = DispatchGroup()
         var source = ChunkSource(spec: chunker, cdc: vault.cdc, read: read)
         var size: Int64 = 0
@@ -114,7 +129,7 @@ public final class BackupSession: Sendable {
                 let first = seq
                 seq += batch.count
                 size += Int64(batch.used)
-                results.withLock { $0.append(contentsOf: repeatElement(nil, count: batch.count)) }
+                results.ids.withLock { $0.append(contentsOf: repeatElement(nil, count: batch.count)) }
                 group.enter()
                 queue.async { [self] in
                     defer {
@@ -124,7 +139,7 @@ public final class BackupSession: Sendable {
                     }
                     do {
                         let ids = try (0..<batch.count).map { try storeBlob(batch.chunk($0), type: .data) }
-                        results.withLock { $0.replaceSubrange(first..<(first + ids.count), with: ids) }
+                        results.ids.withLock { $0.replaceSubrange(first..<(first + ids.count), with: ids) }
                     } catch {
                         failure.withLock { if $0 == nil { $0 = error } }
                     }
@@ -136,11 +151,16 @@ public final class BackupSession: Sendable {
             failure.withLock { if $0 == nil { $0 = error } }
             throw error
         }
-        group.wait()
-        if let error = failure.withLock({ $0 }) { throw error }
         stats.withLock { $0.logical += size }
-        let ids = results.withLock { $0.map { $0! } }
-        return try artifact(name: name, size: size, spec: chunker, ids: ids)
+        return PendingArtifact(session: self, name: name, chunker: chunker, size: size, group: group, results: results)
+    }
+
+    /// The artifact for ids in stream order, once every batch of it is stored.
+    fileprivate func finish(_ pending: PendingArtifact) throws -> Artifact {
+        pending.group.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
+        let ids = pending.results.ids.withLock { $0.map { $0! } }
+        return try artifact(name: pending.name, size: pending.size, spec: pending.chunker, ids: ids)
     }
 
     /// Stores a stream already in memory.
@@ -464,7 +484,6 @@ final class Packer: Sendable {
     private let vault: Vault
     private let current: Mutex<PackBuilder>
     private let unindexed = Mutex<[(id: PackID, entries: [PackEntry])]>([])
-    private let io = DispatchQueue(label: "coffer.packs", qos: .userInitiated, attributes: .concurrent)
     private let writeSlots: DispatchSemaphore
     private let writes = DispatchGroup()
     private let failure = Mutex<Error?>(nil)
@@ -511,7 +530,7 @@ final class Packer: Sendable {
         // A box, so the closure owns the only reference and `finish` appends in place
         // instead of copying the pack.
         let job = PackJob(builder)
-        io.async { [self] in
+        BlockingThreads.shared.run { [self] in
             defer {
                 writeSlots.signal()
                 writes.leave()
@@ -546,6 +565,40 @@ final class Packer: Sendable {
         // Durable and findable by any reader now, so other sessions may dedupe against them.
         for pack in batch { vault.index.add(pack: pack.id, entries: pack.entries) }
     }
+}
+
+/// A stream `BackupSession.submit` has read, whose blobs may still be being stored.
+public final class PendingArtifact: Sendable {
+    public let name: String
+    /// Bytes read from the stream: known as soon as `submit` returns.
+    public let size: Int64
+    fileprivate let chunker: ChunkerSpec
+    fileprivate let group: DispatchGroup
+    fileprivate let results: BlobIDSlots
+    private let session: BackupSession
+    private let stored: Artifact?
+
+    fileprivate init(session: BackupSession, name: String, chunker: ChunkerSpec, size: Int64,
+                     group: DispatchGroup = DispatchGroup(), results: BlobIDSlots = BlobIDSlots(), stored: Artifact? = nil) {
+        self.session = session
+        self.name = name
+        self.chunker = chunker
+        self.size = size
+        self.group = group
+        self.results = results
+        self.stored = stored
+    }
+
+    /// Waits for the stream's last batches and returns it as the manifest records it.
+    public func finish() throws -> Artifact {
+        if let stored { return stored }
+        return try session.finish(self)
+    }
+}
+
+/// A stream's blob ids in order, each filled in by the worker that stored its batch.
+final class BlobIDSlots: Sendable {
+    let ids = Mutex<[BlobID?]>([])
 }
 
 private final class PackJob: @unchecked Sendable {
