@@ -74,9 +74,10 @@ struct DumpLine: ~Copyable {
 
     /// '…' with the bytes escaped as MariaDB's and MySQL's lexers read them without
     /// NO_BACKSLASH_ESCAPES (the restore clears it): NUL, line ends, ^Z, quotes, backslash.
-    /// Byte by byte is exact for the dump's connection charset, utf8mb4, and for binary
-    /// strings: no multibyte utf8mb4 character holds an ASCII byte. `binary` prefixes
-    /// `_binary`, so that the server takes the bytes as they are, valid UTF-8 or not.
+    /// Byte by byte is exact for rows read in the binary charset (DumpSchema.rowCharset), which
+    /// a restore reads back in the binary charset too, and for older dumps' utf8mb4: no
+    /// multibyte utf8mb4 character holds an ASCII byte. `binary` prefixes `_binary`, so that
+    /// the server takes the bytes as they are whatever the connection's charset.
     mutating func appendQuoted(_ bytes: UnsafeRawBufferPointer, binary: Bool) {
         reserve(bytes.count * 2 + 10)
         var out = base + count

@@ -24,6 +24,10 @@ struct DumpSchema: Codable {
     }
     var server: String
     var databases: [Database]
+    /// The character set the rows were read in and must be written back in: "binary" (each
+    /// column's own bytes, unconverted) for dumps since stop 13; absent in older dumps, whose
+    /// rows were read as utf8mb4.
+    var rowCharset: String?
 }
 
 extension DumpSchema.Database {
@@ -37,6 +41,8 @@ extension DumpSchema.Database {
 /// so that no line end appears inside one), so a restore splits on line ends and runs each
 /// line as it is.
 enum DumpFormat {
+    /// See DumpSchema.rowCharset.
+    static let rowCharset = "binary"
     static let minStatementBytes = 768 << 10
     static let maxStatementBytes = 4 << 20
 
@@ -51,6 +57,37 @@ enum DumpFormat {
         guard length >= minStatementBytes else { return false }
         return Int(rowChecksum() & 0xFFFFF) < rowBytes * 4
     }
+
+    /// A table's rows are cut into parts, one artifact each, so that a restore can feed every
+    /// connection from one stream: the parts of the tables being loaded are fetched in turn
+    /// (LogicalRestore.fetchOrder). One table in one artifact left all but one connection
+    /// idle while that table streamed in. Like statements, a part ends after a statement
+    /// chosen by its last row's CRC (other bits than the statement's), past `minPartBytes`:
+    /// about one part every 16 MiB, the same cuts in every dump of unchanged rows.
+    static let minPartBytes = 8 << 20
+    static let maxPartBytes = 64 << 20
+
+    static func endsPart(length: Int, lastRowChecksum: () -> UInt32) -> Bool {
+        if length >= maxPartBytes { return true }
+        guard length >= minPartBytes else { return false }
+        return (lastRowChecksum() >> 20) & 7 == 0
+    }
+
+    /// The artifact of a table's part (1 is the first: the table's own artifact name).
+    static func part(_ n: Int, of artifact: String) -> String {
+        n == 1 ? artifact : "\(artifact).\(n)"
+    }
+
+    /// The parts of a table among a backup's artifacts, in order (dumps before stop 13 have
+    /// one).
+    static func parts(of artifact: String, in names: [String]) -> [String] {
+        let more = names.compactMap { name -> Int? in
+            guard name.hasPrefix(artifact + "."), let n = Int(name.dropFirst(artifact.count + 1)), n >= 2 else { return nil }
+            return n
+        }
+        return [artifact] + more.sorted().map { part($0, of: artifact) }
+    }
+
     static let systemDatabases: Set<String> = ["mysql", "information_schema", "performance_schema", "sys"]
 
     /// The artifact name of a table's rows; names are percent-encoded where they hold a slash.

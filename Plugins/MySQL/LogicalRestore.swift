@@ -22,6 +22,9 @@ struct LogicalRestore {
         var schemaBytes: [UInt8] = []
         try source.fetch(backup: base.id, name: "schema.json") { schemaBytes += $0 }
         let schema = try JSONDecoder().decode(DumpSchema.self, from: Data(schemaBytes))
+        if let charset = schema.rowCharset, charset != DumpFormat.rowCharset {
+            throw MySQLError("this dump's rows are in charset \(charset), which this plugin does not restore (a newer plugin wrote it)")
+        }
         let rename = renames(schema)
         for old in rename.keys where !schema.databases.contains(where: { $0.name == old }) {
             throw MySQLError("database.\(old): the dump has no database \(old) (it has \(schema.databases.map(\.name).joined(separator: ", ")))")
@@ -67,6 +70,8 @@ struct LogicalRestore {
                 defer { group.leave() }
                 do {
                     try w.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+                    // The rows' bytes go back unconverted, in the charset they were read in.
+                    if let charset = schema.rowCharset { try w.execute("SET NAMES \(charset)") }
                     // The dump's escapes are backslashes.
                     let mode = try w.value("SELECT @@SESSION.sql_mode") ?? ""
                     if mode.contains("NO_BACKSLASH_ESCAPES") {
@@ -98,28 +103,25 @@ struct LogicalRestore {
             }.start()
         }
         let tables = schema.databases.flatMap { db in db.tables.map { (rename[db.name] ?? db.name, $0) } }
+        let names = base.artifacts.map(\.name)
+        let order = LogicalRestore.fetchOrder(parts: tables.map { DumpFormat.parts(of: $0.1.artifact, in: names) }, workers: count)
         var pending: [UInt8] = []
-        var queue = queues[0]
-        var last = queues.count - 1
         do {
-            try source.fetch(tables.map { FetchItem(backup: base.id, name: $0.1.artifact) }) { i, piece in
+            try source.fetch(order.map { FetchItem(backup: base.id, name: $0.name) }) { i, piece in
                 switch piece {
                 case .begin:
                     pending.removeAll(keepingCapacity: true)
-                    // The least loaded; on a tie the next one after the last picked.
-                    let order = (1...queues.count).map { (last + $0) % queues.count }
-                    last = order.min { queues[$0].queuedBytes < queues[$1].queuedBytes } ?? 0
-                    queue = queues[last]
                 case .data(let piece):
                     piece.withUnsafeBytes { pending += $0 }
                     var start = 0
+                    let (table, worker) = (order[i].table, order[i].worker)
                     while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                        try queue.push((tables[i].0, Array(pending[start..<nl])), size: nl - start)
+                        try queues[worker].push((tables[table].0, Array(pending[start..<nl])), size: nl - start)
                         start = nl + 1
                     }
                     pending.removeFirst(start)
                 case .end:
-                    guard pending.isEmpty else { throw MySQLError("\(tables[i].1.artifact) ends inside a statement") }
+                    guard pending.isEmpty else { throw MySQLError("\(order[i].name) ends inside a statement") }
                 }
             }
             for q in queues { q.close() }
@@ -162,6 +164,31 @@ struct LogicalRestore {
         return RestoreDone(positions: replayed.merging(["base": base.id, "binlog_file": base.positions["binlog_file"] ?? "",
                                        "binlog_pos": base.positions["binlog_pos"] ?? "", "gtid": base.positions["gtid"] ?? "",
                                        "databases": schema.databases.map { rename[$0.name] ?? $0.name }.joined(separator: ",")]) { _, new in new })
+    }
+
+    /// The order to fetch the tables' parts in, and the worker each goes to. Each worker
+    /// loads one table at a time, all of its parts (two connections appending to one table's
+    /// last page wait on each other); the workers' current tables take turns a part each, so
+    /// that the one stream from the agent keeps every connection fed. A worker done with its
+    /// table takes the next table not yet begun.
+    static func fetchOrder(parts: [[String]], workers: Int) -> [(name: String, table: Int, worker: Int)] {
+        var order: [(name: String, table: Int, worker: Int)] = []
+        var current: [(table: Int, part: Int)?] = Array(repeating: nil, count: max(1, workers))
+        var nextTable = 0
+        while true {
+            var progressed = false
+            for w in current.indices {
+                if current[w] == nil, nextTable < parts.count {
+                    current[w] = (nextTable, 0)
+                    nextTable += 1
+                }
+                guard let (table, part) = current[w] else { continue }
+                order.append((parts[table][part], table, w))
+                current[w] = part + 1 < parts[table].count ? (table, part + 1) : nil
+                progressed = true
+            }
+            if !progressed { return order }
+        }
     }
 
     /// database.OLD=NEW options.

@@ -23,3 +23,31 @@ final class BoundedQueueTests: XCTestCase {
         XCTAssertNil(try queue.pop())
     }
 }
+
+final class LogicalRestoreOrderTests: XCTestCase {
+    /// Each worker loads one table at a time, all its parts in order; the workers' tables
+    /// take turns, a part each; a worker done with its table takes the next one.
+    func testWorkersTakeTurnsOneTableEach() {
+        let parts = [["a", "a.2", "a.3"], ["b"], ["c", "c.2"], ["d", "d.2"]]
+        let order = LogicalRestore.fetchOrder(parts: parts, workers: 2)
+        XCTAssertEqual(order.map(\.name), ["a", "b", "a.2", "c", "a.3", "c.2", "d", "d.2"])
+        XCTAssertEqual(order.map(\.worker), [0, 1, 0, 1, 0, 1, 0, 0])
+        XCTAssertEqual(order.map(\.table), [0, 1, 0, 2, 0, 2, 3, 3])
+        // Every part exactly once, each table's in order, one worker a table.
+        for (t, names) in parts.enumerated() {
+            XCTAssertEqual(order.filter { $0.table == t }.map(\.name), names)
+            XCTAssertEqual(Set(order.filter { $0.table == t }.map(\.worker)).count, 1)
+        }
+        XCTAssertEqual(LogicalRestore.fetchOrder(parts: parts, workers: 1).map(\.name), parts.flatMap { $0 })
+    }
+
+    /// A table's parts are found among a backup's artifacts by number, not by text order,
+    /// and a table whose name extends another's is not taken for its parts.
+    func testPartsAreFoundInNumericOrder() {
+        let names = ["schema.json", "data/db/t.sql", "data/db/t.sql.10", "data/db/t.sql.2", "data/db/t.sql.sql",
+                     "data/db/t.sql.3", "data/db/t.sql.x", "data/db/u.sql"]
+        XCTAssertEqual(DumpFormat.parts(of: "data/db/t.sql", in: names),
+                       ["data/db/t.sql", "data/db/t.sql.2", "data/db/t.sql.3", "data/db/t.sql.10"])
+        XCTAssertEqual(DumpFormat.parts(of: "data/db/u.sql", in: names), ["data/db/u.sql"])
+    }
+}
