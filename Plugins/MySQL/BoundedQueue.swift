@@ -45,13 +45,6 @@ final class BoundedQueue<Element>: @unchecked Sendable {
         return item
     }
 
-    /// The bytes waiting now.
-    var queuedBytes: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return bytes
-    }
-
     /// No more items will come.
     func close() {
         condition.lock()

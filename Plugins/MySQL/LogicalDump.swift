@@ -141,9 +141,9 @@ struct LogicalDump {
         return create
     }
 
-    /// Reads tables on all connections at once; the sink (one stream) takes them in order,
-    /// each table's lines buffered up to 32 MiB ahead of it. An empty line in a table's queue
-    /// ends a part (DumpFormat.endsPart).
+    /// Reads tables on all connections at once, each table's lines buffered up to 32 MiB
+    /// ahead of the sink (one stream), which takes a part of each table being read in turn.
+    /// An empty line in a table's queue ends a part (DumpFormat.endsPart).
     private func dumpRows(_ tables: [(String, DumpSchema.Table)], connections: [Connection], sink: ArtifactSink) throws {
         let queues = tables.map { _ in BoundedQueue<[UInt8]>(capacity: 32 << 20) }
         let next = NSLock()
@@ -172,23 +172,40 @@ struct LogicalDump {
                 }
             }.start()
         }
+        // The stream takes a part of each table being read in turn. Table after table, every
+        // connection but the one whose table was being sent filled its queue and waited: the
+        // dump ran about one table at a time. The tables in turn are the first unfinished ones,
+        // as many as connections: each is being read, or read to its end already, so the
+        // queue waited on always fills or ends.
         do {
-            for (i, (_, table)) in tables.enumerated() {
-                var part = 1
-                var more = true
-                while more {
-                    more = false
-                    try sink.artifact(name: DumpFormat.part(part, of: table.artifact), chunker: "cdc") { out in
-                        while let line = try queues[i].pop() {
-                            if line.isEmpty {
-                                more = true
-                                return
-                            }
-                            try out.write(line)
+            var parts = [Int](repeating: 1, count: tables.count)
+            var window = Array(tables.indices.prefix(connections.count))
+            var next = window.count
+            var turn = 0
+            while !window.isEmpty {
+                let i = window[turn % window.count]
+                var ended = true
+                try sink.artifact(name: DumpFormat.part(parts[i], of: tables[i].1.artifact), chunker: "cdc") { out in
+                    while let line = try queues[i].pop() {
+                        if line.isEmpty {
+                            ended = false
+                            return
                         }
+                        try out.write(line)
                     }
-                    part += 1
                 }
+                parts[i] += 1
+                if ended {
+                    let at = turn % window.count
+                    if next < tables.count {
+                        window[at] = next
+                        next += 1
+                    } else {
+                        window.remove(at: at)
+                        continue  // the same position now holds the next table in turn
+                    }
+                }
+                turn += 1
             }
         } catch {
             for q in queues { q.fail(error) }

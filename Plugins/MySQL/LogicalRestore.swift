@@ -4,8 +4,8 @@ import Foundation
 
 /// Restores a logical dump into a running server (the source's connection options, which
 /// `--set socket=...` etc. override): databases and tables first, then the rows on
-/// `restore_connections` connections in parallel (statements of one table may run on
-/// several), then views. `database.OLD=NEW` options restore a database under another
+/// `restore_connections` connections in parallel (each loading one table at a time, its
+/// parts in order: fetchOrder), then views. `database.OLD=NEW` options restore a database under another
 /// name. A table that exists already fails the restore before any row is written.
 struct LogicalRestore {
     let options: [String: String]
@@ -58,8 +58,8 @@ struct LogicalRestore {
         }
 
         // Rows: lines (one INSERT each) go to the workers with the database they belong to.
-        // Each table goes to one worker (the one with the least waiting when it begins), as
-        // myloader does: two connections appending to one table's last page wait on each other.
+        // Each table goes to one worker (fetchOrder), as myloader does: two connections
+        // appending to one table's last page wait on each other.
         let workers = try (0..<count).map { _ in try Connection(settings) }
         let queues = workers.map { _ in BoundedQueue<(String, [UInt8])>(capacity: max(16 << 20, (64 << 20) / count)) }
         @Sendable func failAll(_ error: Error) { for q in queues { q.fail(error) } }

@@ -2,8 +2,8 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Threads of their own for work that waits on the disk (pack and data-file writes), apart
-/// from libdispatch's pool.
+/// Threads of their own for work that waits on the disk (pack and data-file writes, a
+/// restore's pack reads), apart from libdispatch's pool.
 ///
 /// Why: libdispatch's concurrent queues on Linux share one pool as wide as the cores, and a
 /// thread blocked in `pwrite` or in a wait for one still counts as busy until a monitor notices,

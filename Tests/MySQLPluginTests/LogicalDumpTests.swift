@@ -81,12 +81,14 @@ final class LogicalDumpTests: XCTestCase {
         try vault.server.sql("""
             CREATE TABLE big (id INT PRIMARY KEY, txt VARCHAR(600), rnd VARBINARY(512)) ENGINE=InnoDB;
             INSERT INTO big SELECT seq, REPEAT(CONCAT('row ', seq, ' of a fairly repetitive text; '), 12), RANDOM_BYTES(512)
-            FROM seq_1_to_60000
+            FROM seq_1_to_60000;
+            CREATE TABLE big2 LIKE big;
+            INSERT INTO big2 SELECT seq, REPEAT(CONCAT('other row ', seq, '; '), 20), RANDOM_BYTES(400) FROM seq_1_to_40000;
             """, database: "shop")
         let empty = try vault.vaultSize()
         _ = try vault.backup("logi")
         let first = try vault.vaultSize() - empty
-        XCTAssertGreaterThan(first, 30 << 20, "the random half alone is 30 MiB")
+        XCTAssertGreaterThan(first, 45 << 20, "the random halves alone are 46 MiB")
         // NUL bytes, escaped as two each: every changed row grows by ~500 bytes in the dump.
         try vault.server.sql("UPDATE big SET rnd = REPEAT(CHAR(0), 512) WHERE id <= 600", database: "shop")
         let before = try vault.vaultSize()
@@ -99,8 +101,9 @@ final class LogicalDumpTests: XCTestCase {
         XCTAssertLessThan(growth, first / 5, "the second dump stored \(growth) bytes of the first's \(first) (over 20%)")
 
         // The ~66 MiB table went into several parts (DumpFormat.endsPart), cut at the same
-        // rows both times: the growth above would be the whole table otherwise. A restore
-        // over two connections puts the parts back together in order.
+        // rows both times: the growth above would be the whole table otherwise. The two
+        // tables were read at once and their parts sent in turn. A restore over two
+        // connections puts the parts back together in order.
         struct Listed: Decodable { let id: String; let artifacts: [String] }
         let listed = try JSONDecoder().decode([Listed].self, from: Data(try vault.run("backups", "--source", "logi", "--json").utf8))
         XCTAssertEqual(listed.count, 2)
@@ -108,11 +111,15 @@ final class LogicalDumpTests: XCTestCase {
             let parts = backup.artifacts.filter { $0.hasPrefix("data/shop/big.sql") }
             XCTAssertGreaterThanOrEqual(parts.count, 3, "\(backup.artifacts)")
             XCTAssertEqual(parts.first, "data/shop/big.sql")
+            let tables = backup.artifacts.filter { $0.hasPrefix("data/shop/big") }.map { $0.hasPrefix("data/shop/big2.sql") ? 2 : 1 }
+            XCTAssertEqual(Array(tables.prefix(2)), [1, 2], "the tables' first parts come in turn: \(backup.artifacts)")
         }
         try vault.run("restore", "--source", "logi", "--target-dir", vault.work + "/unused", "--set", "database.shop=shop_copy",
                       "--set", "restore_connections=2")
-        let sum = "SELECT COUNT(*), SUM(CRC32(CONCAT(id, txt, HEX(rnd)))) FROM big"
-        XCTAssertEqual(try vault.server.sql(sum, database: "shop_copy"), try vault.server.sql(sum, database: "shop"))
+        for table in ["big", "big2"] {
+            let sum = "SELECT COUNT(*), SUM(CRC32(CONCAT(id, txt, HEX(rnd)))) FROM \(table)"
+            XCTAssertEqual(try vault.server.sql(sum, database: "shop_copy"), try vault.server.sql(sum, database: "shop"))
+        }
     }
 
     /// The server's binlog file and end position now.

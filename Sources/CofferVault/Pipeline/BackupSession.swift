@@ -38,6 +38,8 @@ public final class BackupSession: Sendable {
     /// Batches handed to the workers and not yet stored, across every stream of the
     /// session: the bound on its memory however many streams are still being finished.
     private let inflight: DispatchSemaphore
+    /// Every batch handed to the workers, of every stream: `commit` waits for them all.
+    private let batches = DispatchGroup()
     private let indexAtStart: (files: Set<String>, generation: Int)
 
     public struct Stats: Sendable {
@@ -131,11 +133,13 @@ public final class BackupSession: Sendable {
                 size += Int64(batch.used)
                 results.ids.withLock { $0.append(contentsOf: repeatElement(nil, count: batch.count)) }
                 group.enter()
+                batches.enter()
                 queue.async { [self] in
                     defer {
                         chunks.give(batch)
                         inflight.signal()
                         group.leave()
+                        batches.leave()
                     }
                     do {
                         let ids = try (0..<batch.count).map { try storeBlob(batch.chunk($0), type: .data) }
@@ -331,6 +335,8 @@ public final class BackupSession: Sendable {
 
     /// Makes everything durable and records the manifest; returns the backup id.
     public func commit(_ manifest: Manifest) throws -> String {
+        // Streams submitted and not finished still have blobs on their way to the packer.
+        batches.wait()
         if let error = failure.withLock({ $0 }) { throw error }
         try packer.flush()
         // Reused blobs a concurrent prune took out of the index are indexed again, before
