@@ -81,6 +81,29 @@ public final class DirectWriter: @unchecked Sendable {
         }
     }
 
+    /// Appends `bytes`, which stay valid and unchanged as long as `owner` lives (a slot of the
+    /// agent's shared memory, held by its piece). Whole aligned blocks at an aligned position
+    /// go to the device straight from them, `owner` kept until they are written: no copy
+    /// into the staging buffer, which was a tenth of a restore's CPU. Anything else is copied
+    /// as `write` does.
+    public func write(_ bytes: UnsafeRawBufferPointer, keepingAlive owner: AnyObject & Sendable) throws {
+        guard direct, filled == 0, bytes.count > 0, bytes.count % Self.alignment == 0,
+              Int(bitPattern: bytes.baseAddress) % Self.alignment == 0 else { return try write(bytes) }
+        try collect()
+        guard direct else { return try write(bytes) }
+        slots.wait()
+        inFlight.enter()
+        let start = UInt(bitPattern: bytes.baseAddress), count = bytes.count, at = offset
+        BlockingThreads.shared.run { [self] in
+            withExtendedLifetime(owner) {
+                note(Self.pwriteAll(fd, UnsafeRawPointer(bitPattern: start)!, count, at, direct: true))
+            }
+            slots.signal()
+            inFlight.leave()
+        }
+        offset += Int64(count)
+    }
+
     /// Writes what is buffered and waits for every write; the descriptor is left open for the
     /// caller to fsync and close.
     public func finish() throws {
@@ -99,13 +122,7 @@ public final class DirectWriter: @unchecked Sendable {
         let full = UInt(bitPattern: buffer.baseAddress), count = filled, at = offset
         BlockingThreads.shared.run { [self] in
             let start = UnsafeRawPointer(bitPattern: full)!
-            let result = Self.pwriteAll(fd, start, count, at, direct: true)
-            if result.refused || result.errno != nil {
-                outcome.withLock {
-                    $0.refused = $0.refused || result.refused
-                    if $0.errno == nil { $0.errno = result.errno }
-                }
-            }
+            note(Self.pwriteAll(fd, start, count, at, direct: true))
             StagingBuffers.shared.give(UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: start), count: StagingBuffers.size))
             slots.signal()
             inFlight.leave()
@@ -113,6 +130,15 @@ public final class DirectWriter: @unchecked Sendable {
         buffer = StagingBuffers.shared.take()
         offset += Int64(count)
         filled = 0
+    }
+
+    /// Keeps what a background write found for `collect`.
+    private func note(_ result: (errno: Int32?, refused: Bool)) {
+        guard result.refused || result.errno != nil else { return }
+        outcome.withLock {
+            $0.refused = $0.refused || result.refused
+            if $0.errno == nil { $0.errno = result.errno }
+        }
     }
 
     /// Throws what a background write failed with; notes a refusal of O_DIRECT.

@@ -82,6 +82,47 @@ final class DirectWriterTests: XCTestCase {
         XCTAssertFalse(used.contains(true))
     }
 
+    /// Bytes handed over with an owner (a shared-memory slot, in a restore) go to the device
+    /// straight from the owner's memory when aligned, and through the staging buffer when
+    /// not; mixed in one file, every byte lands in place, and each owner is kept until its
+    /// bytes are written: the test overwrites an owner's memory as soon as it is let go.
+    func testOwnedBytesAreWrittenInPlaceOrCopied() throws {
+        final class Owner: @unchecked Sendable {
+            let memory: UnsafeMutableRawBufferPointer
+            init(_ bytes: ArraySlice<UInt8>) {
+                memory = .allocate(byteCount: bytes.count, alignment: DirectWriter.alignment)
+                memory.copyBytes(from: bytes)
+            }
+            deinit {
+                memory.initializeMemory(as: UInt8.self, repeating: 0xEE)  // what a reused slot would hold
+                memory.deallocate()
+            }
+        }
+        let size = (9 << 20) + 5000
+        var want = [UInt8](repeating: 0, count: size)
+        var gen = TestBytes(seed: 77)
+        want.withUnsafeMutableBytes { gen.fill($0) }
+        let path = dir + "/owned"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        let writer = DirectWriter(fd: fd, describe: { path })
+        // Aligned 1 MiB pieces (in place), an unaligned one and the rest of a staging buffer
+        // (copied), aligned ones again (in place), and an unaligned tail (copied).
+        var at = 0
+        for n in [1 << 20, 1 << 20, 5000, (4 << 20) - 5000, 1 << 20, 1 << 20, size] {
+            let n = min(n, size - at)
+            guard n > 0 else { break }
+            let owner = Owner(want[at ..< at + n])
+            try writer.write(UnsafeRawBufferPointer(owner.memory), keepingAlive: owner)
+            at += n
+        }
+        try writer.finish()
+        XCTAssertEqual(fsync(fd), 0)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        XCTAssertTrue(Array(data) == want, "the file differs from what was written")
+    }
+
     func testFileSystemWithoutDirectStillWritesEverything() throws {
         // /dev/shm is a tmpfs: O_DIRECT is refused on older kernels and accepted on newer ones;
         // either way the bytes must all be there.
