@@ -34,6 +34,9 @@ final class LogicalDumpTests: XCTestCase {
         let backup: (id: String, positions: [String: String])
         do { backup = try vault.backup("logi") } catch { load.stop(); throw error }
         load.stop()
+        // Rows were read as each column stores them (DumpSchema.rowCharset), not converted.
+        let schema = try JSONSerialization.jsonObject(with: Data(try vault.run("get", backup.id, "schema.json").utf8)) as? [String: Any]
+        XCTAssertEqual(schema?["rowCharset"] as? String, "binary")
         let committed = try MariaDBVault.idsCommitted(vault.server, upTo: try XCTUnwrap(backup.positions["binlog_file"]),
                                                       position: try XCTUnwrap(backup.positions["binlog_pos"].flatMap(UInt64.init)))
         XCTAssertGreaterThan(committed.count, 3000)

@@ -94,7 +94,7 @@ public final class BackupSession: Sendable {
             let artifact = try storeStreamed(name: name, chunker: chunker, piece: piece, zstd: zstd, progress: progress, read: read)
             return PendingArtifact(session: self, name: name, chunker: chunker, size: artifact.size, stored: artifact)
         }
-        let results = BlobIDSlots()
+        let results = OrderedBlobIDs()
         let group = DispatchGroup()
         var source = ChunkSource(spec: chunker, cdc: vault.cdc, read: read)
         var size: Int64 = 0
@@ -580,12 +580,12 @@ public final class PendingArtifact: Sendable {
     public let size: Int64
     fileprivate let chunker: ChunkerSpec
     fileprivate let group: DispatchGroup
-    fileprivate let results: BlobIDSlots
+    fileprivate let results: OrderedBlobIDs
     private let session: BackupSession
     private let stored: Artifact?
 
     fileprivate init(session: BackupSession, name: String, chunker: ChunkerSpec, size: Int64,
-                     group: DispatchGroup = DispatchGroup(), results: BlobIDSlots = BlobIDSlots(), stored: Artifact? = nil) {
+                     group: DispatchGroup = DispatchGroup(), results: OrderedBlobIDs = OrderedBlobIDs(), stored: Artifact? = nil) {
         self.session = session
         self.name = name
         self.chunker = chunker
@@ -603,7 +603,7 @@ public final class PendingArtifact: Sendable {
 }
 
 /// A stream's blob ids in order, each filled in by the worker that stored its batch.
-final class BlobIDSlots: Sendable {
+final class OrderedBlobIDs: Sendable {
     let ids = Mutex<[BlobID?]>([])
 }
 
