@@ -31,6 +31,8 @@ public final class DirectWriter: @unchecked Sendable {
     public let fd: Int32
     /// Whether blocks still go direct (false once the file system refused it).
     public private(set) var direct: Bool
+    /// Bytes written straight from their owner's memory (`write(_:keepingAlive:)`).
+    public private(set) var writtenInPlace: Int64 = 0
     private var buffer: UnsafeMutableRawBufferPointer
     private var filled = 0
     /// File offset of the buffer's first byte.
@@ -102,6 +104,7 @@ public final class DirectWriter: @unchecked Sendable {
             inFlight.leave()
         }
         offset += Int64(count)
+        writtenInPlace += Int64(count)
     }
 
     /// Writes what is buffered and waits for every write; the descriptor is left open for the

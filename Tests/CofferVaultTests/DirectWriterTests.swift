@@ -121,6 +121,9 @@ final class DirectWriterTests: XCTestCase {
         XCTAssertEqual(fsync(fd), 0)
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         XCTAssertTrue(Array(data) == want, "the file differs from what was written")
+        // The four aligned pieces went in place where the file system takes O_DIRECT.
+        let supported = DirectWriter.setDirect(fd, true)
+        XCTAssertEqual(writer.writtenInPlace, supported ? 4 << 20 : 0)
     }
 
     func testFileSystemWithoutDirectStillWritesEverything() throws {

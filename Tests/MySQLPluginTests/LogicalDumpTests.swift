@@ -21,7 +21,8 @@ final class LogicalDumpTests: XCTestCase {
         try vault.server.sql("""
             CREATE TABLE kinds (id INT PRIMARY KEY, d DECIMAL(20,6), f DOUBLE, t DATETIME(6), b BIT(12), j JSON,
                                 txt TEXT, bin VARBINARY(64), e ENUM('x','y'), u VARCHAR(20) CHARACTER SET utf8mb4, g POINT,
-                                l VARCHAR(20) CHARACTER SET latin1, s VARCHAR(20) CHARACTER SET sjis);
+                                l VARCHAR(20) CHARACTER SET latin1 DEFAULT 'défaut' COMMENT 'größe',
+                                s VARCHAR(20) CHARACTER SET sjis) COMMENT 'tableau ü';
             INSERT INTO kinds VALUES
               (1, 12345678901234.123456, 1.5e-300, '2026-11-26 12:34:56.789012', b'101010101010', '{"a": [1, "two"]}',
                'line one\\nline two\\twith \\'quotes\\' and \\\\ backslash; ) , (', UNHEX('00FF0A0D5C27'), 'y', 'ünï 🚀', POINT(1.5, -2),
@@ -56,6 +57,11 @@ final class LogicalDumpTests: XCTestCase {
                        "636166E920F1 955C835C")
         let everything = "SELECT id, HEX(d), f, t, HEX(b), j, HEX(txt), HEX(bin), e, HEX(u), HEX(g), HEX(l), HEX(s) FROM kinds ORDER BY id"
         XCTAssertEqual(try vault.server.sql(everything, database: "shop_copy"), try vault.server.sql(everything, database: "shop"))
+        // Non-ASCII defaults and comments: the rows were read in the binary charset, the
+        // definitions (compared for DDL during the dump) must still come back as they were.
+        XCTAssertEqual(try vault.server.sql("SHOW CREATE TABLE kinds", database: "shop_copy"),
+                       try vault.server.sql("SHOW CREATE TABLE kinds", database: "shop"))
+        XCTAssertEqual(try vault.server.value("SELECT HEX(DEFAULT(l)) FROM kinds WHERE id = 1", database: "shop_copy"), "64E966617574")
         XCTAssertEqual(try vault.server.value("SELECT COUNT(*) FROM recent", database: "shop_copy"),
                        String(committed.filter { $0 > 10 }.count))
 
