@@ -82,10 +82,20 @@ struct VaultOptions: ParsableArguments {
     }
 
     func open() throws -> Vault {
+        try open(startingFirst: {}).vault
+    }
+
+    /// The vault, with what `start` returned. `start` runs once everything that needs no key
+    /// is checked and the secret is read (a prompt must not race plugin log lines), before
+    /// the key is derived: plugins it starts get through their own start-up meanwhile
+    /// instead of after the derivation (with a passphrase, scrypt: ~0.1 s).
+    func open<T>(startingFirst start: () throws -> T) throws -> (vault: Vault, started: T) {
         let backend = try backend()
         // Config first: "not a vault" and "newer format" are clearer than a passphrase prompt.
         _ = try Vault.readConfig(backend: backend)
-        return try Vault.open(backend: backend, secret: secret())
+        let secret = try secret()
+        let started = try start()
+        return (try Vault.open(backend: backend, secret: secret), started)
     }
 }
 

@@ -8,13 +8,22 @@ struct SourceJob {
     let config: CofferConfig
     let source: CofferConfig.Source
     let vault: Vault
+    /// Plugins started while the vault was opened, for the first `job()` calls.
+    private let started: StartedPlugins
 
     /// `name` picks the source; without it the config file's only source of `engine` does
-    /// (so archive_command needs no --source on a one-cluster host).
-    init(options: VaultOptions, name: String?, engine: String? = nil) throws {
-        config = try options.requireConfig()
-        source = try SourceJob.source(in: config, named: name, engine: engine)
-        vault = try options.open()
+    /// (so archive_command needs no --source on a one-cluster host). `plugins` engine
+    /// plugins are started before the vault's key is derived, so that their start-up (a
+    /// process and its libraries, ~50 ms from a cold cache) overlaps it: as many as the
+    /// command will use jobs (a restore: one to plan, one to restore).
+    init(options: VaultOptions, name: String?, engine: String? = nil, plugins: Int = 0) throws {
+        let config = try options.requireConfig()
+        let source = try SourceJob.source(in: config, named: name, engine: engine)
+        self.config = config
+        self.source = source
+        (vault, started) = try options.open(startingFirst: {
+            StartedPlugins(try (0 ..< plugins).map { _ in try SourceJob.startPlugin(source) })
+        })
     }
 
     /// The source named (which must be of `engine` when one is given), or the config file's
@@ -35,14 +44,28 @@ struct SourceJob {
         return only
     }
 
-    /// A job on a freshly started plugin; its stderr lines go to ours.
+    /// A job on a plugin of its own (one started with the vault's opening, else a new one);
+    /// its stderr lines go to ours.
     func job() throws -> PluginJob {
+        PluginJob(vault: vault, plugin: try started.take() ?? SourceJob.startPlugin(source), engine: source.engine)
+    }
+
+    private static func startPlugin(_ source: CofferConfig.Source) throws -> PluginProcess {
         let name = source.engine
-        let plugin = try PluginProcess(path: try PluginLocator.find(engine: name), timeout: source.pluginTimeout) {
+        return try PluginProcess(path: try PluginLocator.find(engine: name), timeout: source.pluginTimeout) {
             Terminal.note("\(name): \($0)")
         }
-        return PluginJob(vault: vault, plugin: plugin, engine: name)
     }
 
     var software: String { "coffer \(Coffer.configuration.version)" }
+}
+
+/// Plugins started ahead, each handed to one job; any left over are killed with this (a
+/// plugin that never got a request has done nothing).
+private final class StartedPlugins: @unchecked Sendable {   // used by the command's one thread
+    private var plugins: [PluginProcess]
+
+    init(_ plugins: [PluginProcess]) { self.plugins = plugins }
+
+    func take() -> PluginProcess? { plugins.isEmpty ? nil : plugins.removeFirst() }
 }

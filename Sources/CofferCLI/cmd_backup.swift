@@ -33,9 +33,11 @@ struct Backup: ParsableCommand {
             }
             let config = try options.requireConfig()
             let source = try config.source(source)
-            let vault = try options.open()
             let path = try PluginLocator.find(engine: source.engine)
-            let plugin = try PluginProcess(path: path, timeout: source.pluginTimeout) { Terminal.note("\(source.engine): \($0)") }
+            // The plugin starts up while the vault's key is derived.
+            let (vault, plugin) = try options.open(startingFirst: {
+                try PluginProcess(path: path, timeout: source.pluginTimeout) { Terminal.note("\(source.engine): \($0)") }
+            })
             let software = "coffer \(Coffer.configuration.version)"
             if kind == "log" {
                 // Engines that pull their log store everything the server has now, as many

@@ -35,7 +35,7 @@ struct Capture: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let sourceJob = try SourceJob(options: options, name: source)
+            let sourceJob = try SourceJob(options: options, name: source, plugins: 1)
             var stored = 0
             try CaptureRun(job: try sourceJob.job(), source: sourceJob.source).run(follow: !once) { log in
                 stored += 1

@@ -98,7 +98,7 @@ struct Restore: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let setup = try SourceJob(options: options, name: source)
+            let setup = try SourceJob(options: options, name: source, plugins: 2)   // one plans, one restores
             var target: [String: String] = [:]
             target["time"] = toTime
             target["lsn"] = toLsn

@@ -26,7 +26,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let setup = try SourceJob(options: options, name: source)
+            let setup = try SourceJob(options: options, name: source, plugins: 1)
             let records = try SourceRecords(vault: setup.vault, source: setup.source.name, checkBlobs: true)
             var report = try setup.job().chain(source: setup.source.name, records: records.records, action: "verify",
                                                options: setup.source.options, software: setup.software)

@@ -42,7 +42,7 @@ struct WalFetch: ParsableCommand {
         try reportingErrors {
             let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
             let spool = (absolute as NSString).deletingLastPathComponent + "/coffer-prefetch"
-            let setup = try SourceJob(options: options, name: source, engine: "postgres")
+            let setup = try SourceJob(options: options, name: source, engine: "postgres", plugins: 1)
             var pluginOptions = setup.source.options
             pluginOptions["log"] = log
             pluginOptions["spool"] = spool

@@ -300,7 +300,7 @@ public final class FrameWriter: @unchecked Sendable {
         while offset < bytes.count {
             let n = min(1 << 20, bytes.count - offset)
             let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])
-            if shared != nil {
+            if shared != nil && n > FrameWriter.inlineLimit {
                 try sendData { slot in
                     slot.copyMemory(from: piece)
                     return piece.count
@@ -350,7 +350,7 @@ public final class FrameWriter: @unchecked Sendable {
     public func sendData(parts: [[UInt8]]) throws {
         let total = parts.reduce(0) { $0 + $1.count }
         precondition(total <= Frame.maxPayload)
-        if shared != nil && total <= SharedSlots.slotSize {
+        if shared != nil && total > FrameWriter.inlineLimit && total <= SharedSlots.slotSize {
             try sendData { slot in
                 var at = 0
                 for part in parts where !part.isEmpty {

@@ -316,20 +316,28 @@ final class FrameTests: XCTestCase {
         sent.wait()
         XCTAssertNil(sendError)
 
-        // On the wire, data is a shared frame naming a slot that holds the bytes.
+        // On the wire, data over `inlineLimit` is a shared frame naming a slot that holds the
+        // bytes; smaller data is a data frame, in each of the three ways to send it.
         var raw: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&raw), 0)
         defer { close(raw[0]) }
         let rawWriter = FrameWriter(fd: raw[1])
         rawWriter.shared = sender
+        let large = [UInt8](repeating: 7, count: FrameWriter.inlineLimit + 1)
+        try rawWriter.sendData(large)
         try rawWriter.sendData([7, 8, 9] as [UInt8])
+        try ([7, 8, 9] as [UInt8]).withUnsafeBytes { try rawWriter.sendData($0) }
+        try rawWriter.sendData(parts: [[7], [8, 9]])
         close(raw[1])
         var wire = [UInt8](repeating: 0, count: 64)
-        XCTAssertEqual(read(raw[0], &wire, wire.count), 13)
+        XCTAssertEqual(read(raw[0], &wire, wire.count), 13 + 3 * 8)
         XCTAssertEqual(Array(wire[0 ..< 5]), [3, 8, 0, 0, 0])
         let slot = Int(wire[5]) | Int(wire[6]) << 8 | Int(wire[7]) << 16 | Int(wire[8]) << 24
-        XCTAssertEqual(Array(wire[9 ..< 13]), [3, 0, 0, 0])
-        XCTAssertEqual(Array(receiver.slot(slot)[0 ..< 3]), [7, 8, 9])
+        XCTAssertEqual(Array(wire[9 ..< 13]), [1, 0, 1, 0])   // inlineLimit + 1, little-endian
+        XCTAssertEqual(Array(receiver.slot(slot)[0 ..< large.count]), large)
+        for frame in 0 ..< 3 {
+            XCTAssertEqual(Array(wire[(13 + 8 * frame) ..< (21 + 8 * frame)]), [2, 3, 0, 0, 0, 7, 8, 9])
+        }
     }
 
     /// A sender waiting for a slot from a receiver that is gone fails, as a closed pipe does.
