@@ -80,12 +80,7 @@ final class FileRunWriter: @unchecked Sendable {
             case .data(let bytes):
                 if let direct {
                     do {
-                        // Straight from the agent's shared memory where it can (DirectWriter).
-                        if let shared = bytes.sharedBytes {
-                            try direct.write(shared, keepingAlive: bytes)
-                        } else {
-                            try bytes.withUnsafeBytes { try direct.write($0) }
-                        }
+                        try bytes.withUnsafeBytes { try direct.write($0) }
                     } catch let e as DirectWriterError { throw MySQLError(e.description) }
                     at += UInt64(bytes.count)
                     continue

@@ -182,16 +182,8 @@ struct FileRestorer: Sendable {
         self.size = size
     }
 
-    /// Writes a piece the agent sent: a new large file straight from the agent's shared
-    /// memory where the piece is there and aligned (DirectWriter keeps the piece until the
-    /// device has it), else as `write(_:)`.
+    /// Writes a piece the agent sent.
     mutating func write(_ piece: DataPiece) throws {
-        if !opened { try create() }
-        if let direct, let shared = piece.sharedBytes {
-            do { try direct.write(shared, keepingAlive: piece) } catch let e as DirectWriterError { throw PostgresError(e.description) }
-            offset += off_t(shared.count)
-            return
-        }
         try piece.withUnsafeBytes { try write($0) }
     }
 

@@ -198,13 +198,6 @@ public final class DataPiece: @unchecked Sendable {
         }
     }
 
-    /// The bytes when they are in a slot of shared memory: valid as long as this piece lives
-    /// (a writer may keep the piece until the device has them); nil for bytes in an array.
-    public var sharedBytes: UnsafeRawBufferPointer? {
-        guard case .slot(let memory, let number, let count) = storage else { return nil }
-        return UnsafeRawBufferPointer(rebasing: memory.slot(number)[0 ..< count])
-    }
-
     /// The bytes, valid during `body` only.
     public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
         switch storage {
