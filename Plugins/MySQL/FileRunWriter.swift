@@ -79,9 +79,7 @@ final class FileRunWriter: @unchecked Sendable {
                 }
             case .data(let bytes):
                 if let direct {
-                    do {
-                        try bytes.withUnsafeBytes { try direct.write($0) }
-                    } catch let e as DirectWriterError { throw MySQLError(e.description) }
+                    do { try bytes.withUnsafeBytes { try direct.write($0) } } catch let e as DirectWriterError { throw MySQLError(e.description) }
                     at += UInt64(bytes.count)
                     continue
                 }

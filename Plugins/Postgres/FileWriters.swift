@@ -165,7 +165,7 @@ final class FileWriters: @unchecked Sendable {   // all state is under `conditio
         while let file = next() {
             do {
                 while let pieces = try take(file) {
-                    for piece in pieces { try file.restorer.write(piece) }
+                    for piece in pieces { try piece.withUnsafeBytes { try file.restorer.write($0) } }
                     locked {
                         queued -= pieces.reduce(0) { $0 + $1.count }
                         condition.broadcast()

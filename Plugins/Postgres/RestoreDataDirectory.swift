@@ -182,11 +182,6 @@ struct FileRestorer: Sendable {
         self.size = size
     }
 
-    /// Writes a piece the agent sent.
-    mutating func write(_ piece: DataPiece) throws {
-        try piece.withUnsafeBytes { try write($0) }
-    }
-
     /// Writes (or in delta mode compares, then writes) the file's next bytes.
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
         if !opened { try create() }
