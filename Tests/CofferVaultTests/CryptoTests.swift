@@ -50,6 +50,32 @@ final class CryptoTests: XCTestCase {
         XCTAssertNil(noise.withUnsafeBytes { zstd.compress($0) }, "incompressible input is stored raw")
     }
 
+    func testZstdTiersPickTheirHashTablesAndRoundTrip() throws {
+        // Which inputs get the small table (decision 021): a physical file's blocks.
+        typealias Tier = Zstd.Tier
+        XCTAssertEqual(Tier(inputSize: 64 << 10, level: 1), .block)
+        XCTAssertEqual(Tier(inputSize: 256 << 10, level: 3), .block)
+        XCTAssertEqual(Tier(inputSize: (256 << 10) + 1, level: 1), .other)
+        XCTAssertEqual(Tier(inputSize: 128 << 10, level: 4), .other)
+        XCTAssertEqual(Tier(inputSize: 128 << 10, level: -1), .other)
+        XCTAssertEqual(Tier.block.hashLog, 12)
+        XCTAssertNil(Tier.other.hashLog)
+        // Base64 of noise, as Benchmarks/postgres.sh's random_text: each tier's frames decode
+        // to the input, the same context reused across inputs of one size.
+        var gen = TestBytes(seed: 21)
+        for level in [1, 3] {
+            let zstd = Zstd(level: level)
+            for size in [48 << 10, 256 << 10, 1 << 20] {
+                for _ in 0..<2 {
+                    let text = Array(Data(gen.bytes(size * 3 / 4)).base64EncodedData())
+                    let compressed = try XCTUnwrap(text.withUnsafeBytes { zstd.compress($0) }, "level \(level), \(size) bytes")
+                    XCTAssertLessThan(compressed.count, text.count * 4 / 5, "base64 carries 6 bits a byte")
+                    XCTAssertEqual(compressed.withUnsafeBytes { Zstd.decompress($0, rawLength: text.count) }, text)
+                }
+            }
+        }
+    }
+
     func testStreamingSHA256MatchesOneShot() {
         var gen = TestBytes(seed: 3)
         let data = gen.bytes(1_000_003)
