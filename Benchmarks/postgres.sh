@@ -17,9 +17,14 @@
 #                    every tool reads its repository from disk as a real restore does; warm:
 #                    whatever the backups left in it (pgBackRest's repository, written through
 #                    the cache, is all there; coffer's packs, written O_DIRECT, are not)
-#   RESTORE_ROUNDS=3 the restores are repeated this many times, the tools taking turns, and
-#                    the median is reported (this machine's disk moves by half from one minute
-#                    to the next); each round also times the disk floor (below the table)
+#   FULL_ROUNDS=3    the full backups are repeated this many times, the tools taking turns, and
+#                    the median is reported (the shared CPU's pace moves by a third between
+#                    runs); rounds after the first run after the restores, on the changed
+#                    cluster, into a scratch vault, pgBackRest's repository and a scratch directory
+#   RESTORE_ROUNDS=3 the restores are repeated this many times, the tools taking turns (each
+#                    round starting with the next tool), and the median is reported (this
+#                    machine's disk moves by half from one minute to the next); each round also
+#                    times the disk floor (below the table)
 # Everything lives in bench-work/postgres (the loaded cluster is kept there as a template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,10 +39,12 @@ WAL_SEGMENTS=${WAL_SEGMENTS:-20}
 PGBACKREST_CIPHER=${PGBACKREST_CIPHER:-0}
 RESTORE_CACHE=${RESTORE_CACHE:-cold}
 RESTORE_ROUNDS=${RESTORE_ROUNDS:-3}
+FULL_ROUNDS=${FULL_ROUNDS:-3}
 [[ $SCALE =~ ^[1-9][0-9]*$ ]] || { echo "SCALE must be a positive integer" >&2; exit 2; }
 [[ $CHANGE == contiguous || $CHANGE == scattered ]] || { echo "CHANGE must be contiguous or scattered" >&2; exit 2; }
 [[ $RESTORE_CACHE == cold || $RESTORE_CACHE == warm ]] || { echo "RESTORE_CACHE must be cold or warm" >&2; exit 2; }
 [[ $RESTORE_ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "RESTORE_ROUNDS must be a positive integer" >&2; exit 2; }
+[[ $FULL_ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "FULL_ROUNDS must be a positive integer" >&2; exit 2; }
 export LC_ALL=C
 
 work=$root/bench-work/postgres
@@ -280,7 +287,9 @@ basebackup_run() {   # VAR DIR
     -D "$2" -Fp -X stream -c fast
 }
 
-echo "full backups (scale $SCALE, data $(mib $data_bytes) MiB)" >&2
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { printf "%s", v[int((NR + 1) / 2)] }'; }
+
+echo "full backups (scale $SCALE, data $(mib $data_bytes) MiB), round 1" >&2
 v0=$(du_b "$vault")
 coffer_run c_full_t coffer-backup-1 backup --source bench --config "$conf"
 v1=$(du_b "$vault")
@@ -289,6 +298,10 @@ pgbr_run p_full_t pgbackrest-backup-full backup --type=full
 r1=$(du_b "$repo")
 basebackup_run b_full_t "$work/basebackup-1"
 b1=$(du_b "$work/basebackup-1")
+c_full=$((v1 - v0)); p_full=$((r1 - r0))
+c_full_all=" $c_full_t"; p_full_all=" $p_full_t"; b_full_all=" $b_full_t"
+c_full_cpu_all=" $c_full_t_cpu"; p_full_cpu_all=" $p_full_t_cpu"; b_full_cpu_all=" $b_full_t_cpu"
+echo "  round 1: coffer $c_full_t, pgbackrest $p_full_t, pg_basebackup $b_full_t s" >&2
 
 # --- the ~1% change --------------------------------------------------------------------------
 echo "changing ~1% ($CHANGE)" >&2
@@ -321,7 +334,6 @@ cache_for_restore() {   # written back, then (cold) dropped: no restore pays for
   sync
   if [ "$RESTORE_CACHE" = cold ]; then echo 3 >/proc/sys/vm/drop_caches; fi
 }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { printf "%s", v[int((NR + 1) / 2)] }'; }
 # The disk's own pace for coffer's restore: its vault read while as many bytes as the data
 # directory holds are written O_DIRECT, at once, then synced. What no restore of this backup
 # from this vault can beat on this disk; restores above it by more than their start-up lost
@@ -333,27 +345,42 @@ disk_floor() {
   wait
   sync -f "$work/floor"
 }
-for t in c p b f; do declare "${t}_restore_all="; declare "${t}_restore_cpu_all="; done
-for round in $(seq "$RESTORE_ROUNDS"); do
-  rm -rf "$work"/restore-* "$work/floor"
+# One function a tool; each round starts with the next one, so that no tool is always the
+# first after the backups' writes (the first restore of a run was the slowest for whichever
+# tool went first, in most runs).
+restore_c() {
   cache_for_restore
   timed t coffer-restore as_pg "$coffer" restore --source bench \
     --target-dir "$work/restore-coffer" --config "$conf"
   c_restore_all+=" $t"; c_restore_cpu_all+=" $t_cpu"
+}
+restore_p() {
   as_pg mkdir -m 700 "$work/restore-pgbackrest"
   cache_for_restore
   timed t pgbackrest-restore pgbr restore --pg1-path="$work/restore-pgbackrest" \
     --type=immediate --target-action=promote
   p_restore_all+=" $t"; p_restore_cpu_all+=" $t_cpu"
-  # cp -a, then sync of that file system: the other two write their files durably too.
+}
+restore_b() {   # cp -a, then sync of that file system: the other two write their files durably too.
   cache_for_restore
   timed t basebackup-restore as_pg sh -c 'cp -a "$1" "$2" && sync -f "$2"' cp \
     "$work/basebackup-2" "$work/restore-basebackup"
   b_restore_all+=" $t"; b_restore_cpu_all+=" $t_cpu"
+}
+restore_f() {
   cache_for_restore
   timed t disk-floor disk_floor
   f_restore_all+=" $t"
-  echo "  round $round: coffer ${c_restore_all##* }, pgbackrest ${p_restore_all##* }, cp -a ${b_restore_all##* }, disk floor $t s" >&2
+}
+for t in c p b f; do declare "${t}_restore_all="; declare "${t}_restore_cpu_all="; done
+order=(c p b f)
+for round in $(seq "$RESTORE_ROUNDS"); do
+  rm -rf "$work"/restore-* "$work/floor"
+  first=$(( (round - 1) % ${#order[@]} ))
+  for i in $(seq 0 $(( ${#order[@]} - 1 ))); do
+    "restore_${order[$(( (first + i) % ${#order[@]} ))]}"
+  done
+  echo "  round $round (first: ${order[$first]}): coffer ${c_restore_all##* }, pgbackrest ${p_restore_all##* }, cp -a ${b_restore_all##* }, disk floor ${f_restore_all##* } s" >&2
 done
 rm -f "$work/floor"
 for t in c p b f; do
@@ -381,6 +408,39 @@ verify() {   # NAME DIR
 verify coffer "$work/restore-coffer"
 verify pgbackrest "$work/restore-pgbackrest"
 verify pg_basebackup "$work/restore-basebackup"
+
+# --- the full backups' later rounds --------------------------------------------------------------
+# After the restores, so that their writes (and the deletions of the scratch copies, on a
+# file system mounted with `discard`) do not slow the restores' disk. The cluster is then the
+# changed one: the same size, 1% of its rows different. The page cache is warmed again as
+# before round 1. Coffer backs up into a fresh scratch vault (into the same one it would only
+# dedupe), pgBackRest into its repository again (a full backup copies every file whatever is
+# there), pg_basebackup into a scratch directory. Sizes in the table are round 1's.
+if [ "$FULL_ROUNDS" -gt 1 ]; then
+  echo "full backups, rounds 2-$FULL_ROUNDS" >&2
+  find "$data" -type f -exec cat {} + >/dev/null
+  scratch_conf=$work/coffer-scratch.toml
+  sed "s|^path = \".*\"|path = \"$work/coffer-scratch-vault\"|" "$conf" >"$scratch_conf"
+  chmod 644 "$scratch_conf"
+  for round in $(seq 2 "$FULL_ROUNDS"); do
+    rm -rf "$work/coffer-scratch-vault" "$work/basebackup-scratch"
+    as_pg "$coffer" vault init --config "$scratch_conf" >"$logs/coffer-scratch-init.log" 2>&1 \
+      || { echo "postgres.sh: coffer vault init (scratch) failed:" >&2; cat "$logs/coffer-scratch-init.log" >&2; exit 1; }
+    coffer_run t coffer-backup-full-$round backup --source bench --config "$scratch_conf"
+    c_full_all+=" $t"; c_full_cpu_all+=" $t_cpu"
+    pgbr_run t pgbackrest-backup-full-$round backup --type=full
+    p_full_all+=" $t"; p_full_cpu_all+=" $t_cpu"
+    basebackup_run t "$work/basebackup-scratch"
+    b_full_all+=" $t"; b_full_cpu_all+=" $t_cpu"
+    echo "  round $round: coffer ${c_full_all##* }, pgbackrest ${p_full_all##* }, pg_basebackup ${b_full_all##* } s" >&2
+  done
+  rm -rf "$work/coffer-scratch-vault" "$work/basebackup-scratch" "$scratch_conf"
+fi
+for t in c p b; do
+  all=${t}_full_all; cpu=${t}_full_cpu_all
+  printf -v "${t}_full_t" '%s' "$(median <<<"${!all}")"
+  printf -v "${t}_full_t_cpu" '%s' "$(median <<<"${!cpu}")"
+done
 
 # --- WAL push latency --------------------------------------------------------------------------
 # Full segments of mixed WAL (random text inserts and pgbench_accounts updates), archived by
@@ -447,7 +507,7 @@ fi
 # --- report ------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
-c_full=$((v1 - v0)); c_second=$((v2 - v1)); p_full=$((r1 - r0)); p_second=$((r2 - r1))
+c_second=$((v2 - v1)); p_second=$((r2 - r1))
 if [ -n "${COFFER_BIN:-}" ]; then
   rev="COFFER_BIN=$COFFER_BIN"
 else
@@ -468,7 +528,7 @@ echo "           pgBackRest: zst level 1, process-max 2, start-fast, $([ "$PGBAC
 echo
 fmt='%-34s %12s %12s %14s %10s %10s\n'
 printf "$fmt" "" coffer pgbackrest pg_basebackup "c/pgbr" "c/pgbb"
-printf "$fmt" "full backup (s)" "$c_full_t" "$p_full_t" "$b_full_t" "$(ratio $c_full_t $p_full_t)" "$(ratio $c_full_t $b_full_t)"
+printf "$fmt" "full backup (s), median" "$c_full_t" "$p_full_t" "$b_full_t" "$(ratio $c_full_t $p_full_t)" "$(ratio $c_full_t $b_full_t)"
 printf "$fmt" "  CPU, user + system (s)" "$c_full_t_cpu" "$p_full_t_cpu" "$b_full_t_cpu" "$(ratio $c_full_t_cpu $p_full_t_cpu)" "$(ratio $c_full_t_cpu $b_full_t_cpu)"
 printf "$fmt" "full backup size (MiB)" "$(mib $c_full)" "$(mib $p_full)" "$(mib $b1)" "$(ratio $c_full $p_full)" "$(ratio $c_full $b1)"
 printf "$fmt" "second backup (s)" "$c_second_t" "$p_second_t" "$b_second_t" "$(ratio $c_second_t $p_second_t)" "$(ratio $c_second_t $b_second_t)"
@@ -488,11 +548,14 @@ echo "  processes, coffer's plugin); pg_basebackup's leaves out the server's WAL
 echo "Sizes: growth of the vault / pgBackRest repository (du -sb, its archived WAL included) and the"
 echo "  size of pg_basebackup's plain-format directory. Second backup: coffer full (deduplicated),"
 echo "  pgBackRest --type=incr (file level), pg_basebackup full again."
+echo "Full backups: medians of $FULL_ROUNDS rounds, the tools taking turns (CPU: the median of each"
+echo "  tool's rounds); every round, in seconds:"
+echo "    coffer:$c_full_all; pgbackrest:$p_full_all; pg_basebackup:$b_full_all"
 echo "Restores: coffer restore and pgbackrest restore --type=immediate; pg_basebackup's is a plain"
 echo "  'cp -a' of its second backup, then 'sync -f'. Each restored cluster was started on port $vport and gave the"
 echo "  source's count(*), sum(abalance) of pgbench_accounts and count, hash sum of random_text."
 echo "  Page cache before each restore: $RESTORE_CACHE (RESTORE_CACHE=cold drops it, so repositories are read from disk)."
-echo "  Medians of $RESTORE_ROUNDS rounds, the tools taking turns; every round, in seconds:"
+echo "  Medians of $RESTORE_ROUNDS rounds, the tools taking turns, each round starting with the next tool; every round, in seconds:"
 echo "    coffer:$c_restore_all; pgbackrest:$p_restore_all; cp -a:$b_restore_all"
 echo "  Disk floor for coffer's restore (the vault's packs read while $floor_mib MiB are written O_DIRECT, then"
 echo "    synced): median $f_restore_t s ($f_restore_all); coffer's restore / floor $(ratio $c_restore_t $f_restore_t)."
