@@ -345,9 +345,8 @@ disk_floor() {
   wait
   sync -f "$work/floor"
 }
-# One function a tool; each round starts with the next one, so that no tool is always the
-# first after the backups' writes (the first restore of a run was the slowest for whichever
-# tool went first, in most runs).
+# One function a tool; each round starts with the next one, so that no tool is always first
+# (Coffer was, and the first restore of a run was often its slowest).
 restore_c() {
   cache_for_restore
   timed t coffer-restore as_pg "$coffer" restore --source bench \
