@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit", "CofferFixtures"], path: "Fixtures/FaultPlugin"),
         .target(name: "CofferFixtures", path: "Fixtures/CofferFixtures"),
 
-        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferIO", "CofferFixtures"]),
+        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferIO", "CofferFixtures", "CZstd"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "CofferDaemonTests", dependencies: [

@@ -6,30 +6,17 @@ import Synchronization
 /// parameters from one blob to the next, which lets zstd reuse its tables without clearing.
 public final class Zstd: Sendable {
     public let level: Int32
-    /// Pooled contexts, one list per `Tier` (by its raw value): a context keeps the hash table
-    /// size it was made with.
-    private let pools = Mutex<[[Context]]>(Tier.allCases.map { _ in [] })
-
-    /// Contexts by the size of the table that finds matches (decision 021).
-    enum Tier: Int, CaseIterable {
-        /// At most 256 KiB (a physical file's blocks, small files) at levels 1-3: 2^12
-        /// entries, 16 KiB, which stay in a core's 32 KiB L1 cache among the hashing and
-        /// encryption of the same blocks. zstd picks 2^14 at level 1 for 128-256 KiB, 2^16 at
-        /// level 3. PostgreSQL's 64 KiB blocks of base64 text through `coffer put`: 3.64 →
-        /// 3.51 CPU s a GiB against the 2^17 entries used before; 256 KiB blocks, 3.69 → 3.35.
-        case block
-        /// Anything else: zstd's own parameters for the input's size.
-        case other
-
-        static let blockInput = 256 << 10
-        static let blockHashLog: Int32 = 12
-
-        init(inputSize: Int, level: Int32) {
-            self = inputSize <= Tier.blockInput && (1...3).contains(level) ? .block : .other
-        }
-
-        var hashLog: Int32? { self == .block ? Tier.blockHashLog : nil }
-    }
+    private let pool = Mutex<[Context]>([])
+    /// Contexts for inputs of at most `smallInput` bytes at levels 1 and 2 (zstd's "fast"
+    /// strategy), whose hash table is 2^17 entries instead of the 2^13 or so zstd picks for
+    /// an input that small. Measured on 64 KiB pieces of PostgreSQL pages of base64 text
+    /// (`Benchmarks/postgres.sh`'s random_text): 585 MB/s against 477-497, the same bytes
+    /// out to the last one in a thousand; pgbench's pages, 36x compressible, no slower. At
+    /// 128 KiB and above the larger table was no faster or slower (337 against 553 MB/s at
+    /// 1 MiB), so larger inputs keep zstd's own choice.
+    private let smallPool = Mutex<[Context]>([])
+    static let smallInput = 64 << 10
+    static let smallHashLog: Int32 = 17
 
     /// A ZSTD_CCtx; used by one thread at a time (taken from and returned to the pool).
     private struct Context: @unchecked Sendable { let pointer: OpaquePointer }
@@ -39,14 +26,16 @@ public final class Zstd: Sendable {
     }
 
     deinit {
-        pools.withLock { $0.joined().forEach { ZSTD_freeCCtx($0.pointer) } }
+        pool.withLock { contexts in contexts.forEach { ZSTD_freeCCtx($0.pointer) } }
+        smallPool.withLock { contexts in contexts.forEach { ZSTD_freeCCtx($0.pointer) } }
     }
 
-    private func context(_ tier: Tier) -> Context {
-        if let pooled = pools.withLock({ $0[tier.rawValue].popLast() }) { return pooled }
+    private func context(small: Bool) -> Context {
+        let pooled = small ? smallPool.withLock { $0.popLast() } : pool.withLock { $0.popLast() }
+        if let pooled { return pooled }
         let context = ZSTD_createCCtx()!
         ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
-        if let hashLog = tier.hashLog { ZSTD_CCtx_setParameter(context, ZSTD_c_hashLog, hashLog) }
+        if small { ZSTD_CCtx_setParameter(context, ZSTD_c_hashLog, Zstd.smallHashLog) }
         return Context(pointer: context)
     }
 
@@ -63,9 +52,11 @@ public final class Zstd: Sendable {
         guard input.count > 64 else { return nil }
         let bound = ZSTD_compressBound(input.count)
         let limit = min(bound, input.count - input.count / 64)
-        let tier = Tier(inputSize: input.count, level: level)
-        let context = context(tier)
-        defer { pools.withLock { $0[tier.rawValue].append(context) } }
+        let small = input.count <= Zstd.smallInput && (1...2).contains(level)
+        let context = context(small: small)
+        defer {
+            if small { smallPool.withLock { $0.append(context) } } else { pool.withLock { $0.append(context) } }
+        }
         out.grow(to: bound)
         let n = out.withUnsafeMutableBytes { buf in
             ZSTD_compress2(context.pointer, buf.baseAddress, bound, input.baseAddress, input.count)
