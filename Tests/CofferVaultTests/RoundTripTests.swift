@@ -260,4 +260,30 @@ final class ManyStreamsTests: XCTestCase {
             XCTAssertEqual(name, victim.pack.hex)
         }
     }
+
+    /// A pack cut short under a blob fails the read with the pack named. Restores map packs
+    /// (LocalBackend.view): touching a mapping past the file's end would kill the process,
+    /// so the size is checked first.
+    func testTruncatedPackFailsTheRead() throws {
+        let scratch = try ScratchVault(config: VaultConfig(packSize: 1 << 20, compressionLevel: 1))
+        var gen = TestBytes(seed: 63)
+        let data = gen.bytes(256 << 10)
+        let id = try scratch.put(data, chunker: .fixed(4096))
+        let vault = try scratch.reopen()
+        let manifest = try vault.readManifest(id: id)
+        try vault.loadIndex()
+        let ids = try ArtifactReader(vault: vault).contentIDs(manifest.artifacts[0])
+        let victim = vault.index.lookup(ids[ids.count / 2])!
+        let path = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
+        XCTAssertEqual(chmod(path, 0o644), 0)
+        XCTAssertEqual(truncate(path, off_t(victim.entry.offset + victim.entry.length / 2)), 0)
+
+        XCTAssertThrowsError(try scratch.get(id)) { error in
+            guard case VaultError.corruptObject(kind: .packs, let name, let reason) = error else {
+                return XCTFail("expected a corrupt pack, got \(error)")
+            }
+            XCTAssertEqual(name, victim.pack.hex)
+            XCTAssertTrue(reason.contains("truncated"), reason)
+        }
+    }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The kinds of object a vault holds; each lives under its own prefix.
 public enum ObjectKind: String, Sendable, CaseIterable {
     case config
@@ -36,6 +40,9 @@ public protocol VaultBackend: Sendable {
     var location: String { get }
     func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8]
     func read(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> [UInt8]
+    /// The same bytes as `read(_:_:offset:length:)`, held however the backend holds them
+    /// best: the local one maps the file, so that reading a pack does not copy it.
+    func view(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> ObjectBytes
     func size(_ kind: ObjectKind, _ name: String) throws -> Int
     func exists(_ kind: ObjectKind, _ name: String) throws -> Bool
     func list(_ kind: ObjectKind) throws -> [String]
@@ -53,6 +60,10 @@ public protocol VaultBackend: Sendable {
 }
 
 extension VaultBackend {
+    public func view(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> ObjectBytes {
+        ObjectBytes(try read(kind, name, offset: offset, length: length))
+    }
+
     /// For backends without an atomic create-if-absent: a check, then a write. Two pruners
     /// starting in the same instant could both win; backends that can do better override it
     /// (the local one links; object stores have If-None-Match).
@@ -60,5 +71,36 @@ extension VaultBackend {
         if try exists(kind, name) { return false }
         try write(kind, name, bytes)
         return true
+    }
+}
+
+/// Bytes of an object, read-only: an array of them, or a mapping of the file that holds them
+/// (unmapped when this goes). Sendable: nothing ever writes them.
+public final class ObjectBytes: @unchecked Sendable {
+    private let array: [UInt8]?
+    private let mapping: (base: UnsafeMutableRawPointer, length: Int, skip: Int)?
+    public let count: Int
+
+    public init(_ bytes: [UInt8]) {
+        array = bytes
+        mapping = nil
+        count = bytes.count
+    }
+
+    /// `length` bytes from `skip` into a mapping of `mappedLength` bytes at `base`, which
+    /// this now owns.
+    init(mapped base: UnsafeMutableRawPointer, mappedLength: Int, skip: Int, length: Int) {
+        array = nil
+        mapping = (base, mappedLength, skip)
+        count = length
+    }
+
+    deinit {
+        if let mapping { munmap(mapping.base, mapping.length) }
+    }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let mapping { return try body(UnsafeRawBufferPointer(start: mapping.base + mapping.skip, count: count)) }
+        return try array!.withUnsafeBytes(body)
     }
 }

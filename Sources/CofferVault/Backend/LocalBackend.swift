@@ -49,6 +49,35 @@ public struct LocalBackend: VaultBackend {
         return bytes
     }
 
+    /// A pack's bytes mapped, not read: a restore then copies none of them out of the page
+    /// cache (the copy was a tenth of its CPU). MAP_POPULATE has the calling thread (an I/O
+    /// one) wait for the disk and fill the page tables, so that whoever opens the blobs takes
+    /// no page fault. The file's size is checked first: touching a mapping past its end would
+    /// kill the process, where a short read is an error.
+    public func view(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> ObjectBytes {
+        let p = path(kind, name)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw error(errno, kind, name, p) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw error(errno, kind, name, p) }
+        guard offset >= 0, length >= 0, offset + length <= Int(st.st_size) else {
+            throw VaultError.corruptObject(kind: kind, name: name,
+                                           reason: "truncated: wanted \(length) bytes at offset \(offset), file ends first")
+        }
+        guard length > 0 else { return ObjectBytes([]) }
+        let page = LocalBackend.pageSize
+        let start = offset / page * page
+        let mappedLength = offset + length - start
+        guard let base = mmap(nil, mappedLength, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(start)),
+              base != MAP_FAILED else {
+            return ObjectBytes(try read(kind, name, offset: offset, length: length))
+        }
+        return ObjectBytes(mapped: base, mappedLength: mappedLength, skip: offset - start, length: length)
+    }
+
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
     public func size(_ kind: ObjectKind, _ name: String) throws -> Int {
         let p = path(kind, name)
         var st = stat()

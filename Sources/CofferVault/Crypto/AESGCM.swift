@@ -107,7 +107,8 @@ public enum AESGCM {
                      splittingFirstByteInto body: inout [UInt8]) -> (first: UInt8, length: Int)? {
         guard sealed.count >= overhead + 1 else { return nil }
         let n = sealed.count - overhead - 1
-        body.grow(to: n)
+        // Not zeroed first: every byte is decrypted into (a restore opens thousands of blobs).
+        if body.count < n { body = [UInt8](unsafeUninitializedCapacity: n) { _, initialized in initialized = n } }
         let ctx = EVP_CIPHER_CTX_new()!
         defer { EVP_CIPHER_CTX_free(ctx) }
         let base = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)

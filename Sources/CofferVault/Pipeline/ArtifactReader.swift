@@ -170,7 +170,7 @@ public struct ArtifactReader: Sendable {
 
     /// Reads the packs' bytes for a batch, a run of nearby blobs a request.
     private func readRuns(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)])
-        -> [(run: Run, bytes: Result<[UInt8], Error>)] {
+        -> [(run: Run, bytes: Result<ObjectBytes, Error>)] {
         var byPack: [PackID: [Int]] = [:]
         for i in batch.indices {
             if let loc = batch[i].location { byPack[loc.pack, default: []].append(i) }
@@ -192,13 +192,13 @@ public struct ArtifactReader: Sendable {
             }
         }
         return runs.map { run in
-            (run, Result { try vault.backend.read(.packs, run.pack.hex, offset: run.offset, length: run.end - run.offset) })
+            (run, Result { try vault.backend.view(.packs, run.pack.hex, offset: run.offset, length: run.end - run.offset) })
         }
     }
 
     /// Opens a batch's blobs out of the runs read for it.
     private func open(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)],
-                      _ runs: [(run: Run, bytes: Result<[UInt8], Error>)]) -> [(Int, Result<[UInt8], Error>)] {
+                      _ runs: [(run: Run, bytes: Result<ObjectBytes, Error>)]) -> [(Int, Result<[UInt8], Error>)] {
         var results = [Result<[UInt8], Error>?](repeating: nil, count: batch.count)
         for (run, bytes) in runs {
             for i in run.members {
