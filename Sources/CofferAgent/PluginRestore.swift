@@ -26,6 +26,7 @@ extension PluginJob {
                                      capabilities: ["fetch.many"])
         try plugin.handshake(engine: engine, software: software)
         let reader = try ArtifactReader(vault: vault)
+        let lender = plugin.writer.shared.map(SlotLender.init)
         // Every name of a request is checked before anything of it is sent.
         func lookup(_ backup: String, _ names: [String]) throws -> [Artifact] {
             guard backups.contains(backup), let known = artifacts[backup] else {
@@ -53,7 +54,7 @@ extension PluginJob {
         }
         func send(_ list: [Artifact], as names: [String]? = nil) throws {
             do {
-                try reader.read(list) { piece in
+                try reader.read(list, into: lender) { piece in
                     switch piece {
                     case .begin(let i):
                         try plugin.writer.send(ArtifactBegin(name: names?[i] ?? list[i].name, size: list[i].size))
@@ -61,6 +62,10 @@ extension PluginJob {
                         if pendingBytes + plain.count > PluginJob.gatheredFrame || pending.count == PluginJob.gatheredPieces { try flush() }
                         pending.append(plain)
                         pendingBytes += plain.count
+                    case .lent(let loan, let count):
+                        try flush()
+                        lender?.sent(loan)
+                        try plugin.writer.send(filledSlot: loan.token, length: count)
                     case .end(let i):
                         try flush()
                         try plugin.writer.send(ArtifactEnd(name: names?[i] ?? list[i].name, size: list[i].size))
@@ -116,5 +121,35 @@ extension PluginJob {
                 }
             }
         }
+    }
+}
+
+/// Lends a restore's reader the shared slots, so that blobs are opened straight into the
+/// memory the plugin reads (decision 022). Only what a slot holds and what would not go
+/// inline anyway; the reader and the sender are the same thread, as SharedSlots wants.
+///
+/// One slot is never lent: data that is not lent (pieces across artifacts, small files)
+/// waits for a slot to copy into, and if the reader held them all, for batches queued
+/// behind it, it would wait forever.
+final class SlotLender: BatchMemory {
+    let slots: SharedSlots
+    /// Lent and neither sent nor given back.
+    private var out = 0
+
+    init(_ slots: SharedSlots) { self.slots = slots }
+
+    func borrow(_ bytes: Int) -> LentMemory? {
+        guard bytes > FrameWriter.inlineLimit, bytes <= SharedSlots.slotSize, out < slots.count - 1,
+              let slot = try? slots.acquireIfFree() else { return nil }
+        out += 1
+        return LentMemory(token: slot, memory: slots.slot(slot))
+    }
+
+    /// The loan's slot went to the plugin, which gives it back as usual.
+    func sent(_ loan: LentMemory) { out -= 1 }
+
+    func giveBack(_ loan: LentMemory) {
+        out -= 1
+        slots.putBack(loan.token)
     }
 }

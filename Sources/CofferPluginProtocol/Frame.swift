@@ -344,6 +344,13 @@ public final class FrameWriter: @unchecked Sendable {
         }
     }
 
+    /// Sends a slot of the shared memory that the caller acquired and filled (its first
+    /// `length` bytes) as one data frame.
+    public func send(filledSlot slot: Int, length: Int) throws {
+        precondition(shared != nil && length > 0 && length <= SharedSlots.slotSize)
+        try send(Frame(kind: .shared, payload: SharedSlots.payload(slot: slot, length: length)))
+    }
+
     /// Sends several arrays as one data frame (header and all of them in one writev), for
     /// many small pieces: one frame and one system call instead of one each. Their total
     /// must be within `Frame.maxPayload`.

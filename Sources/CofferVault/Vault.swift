@@ -135,6 +135,19 @@ public final class Vault: Sendable {
         return plain
     }
 
+    /// Opens a blob into `out` (exactly its raw length), as `openBlob` does into an array.
+    func openBlob(_ sealed: UnsafeRawBufferPointer, entry: PackEntry, pack: String, checkID: Bool,
+                  into out: UnsafeMutableRawBufferPointer) throws {
+        guard out.count == Int(entry.rawLength),
+              PackFormat.openBlob(sealed, id: entry.id, type: entry.type, into: out, key: key.dataKey) else {
+            throw VaultError.corruptObject(kind: .packs, name: pack,
+                                           reason: "blob \(entry.id.hex) at offset \(entry.offset) fails authentication")
+        }
+        guard !checkID || BlobID(bytes: idHasher.mac(prefix: [entry.type.rawValue], UnsafeRawBufferPointer(out))) == entry.id else {
+            throw VaultError.corruptObject(kind: .packs, name: pack, reason: "blob \(entry.id.hex) does not match its id")
+        }
+    }
+
     /// Loads the index files written since the last call.
     public func loadIndex() throws {
         try index.load(backend: backend, key: key.dataKey, strict: true)

@@ -218,16 +218,70 @@ final class ManyStreamsTests: XCTestCase {
 
         let vault = try scratch.reopen()
         let manifest = try vault.readManifest(id: id)
-        var got = [[UInt8]](repeating: [], count: streams.count)
-        var current = -1
-        try ArtifactReader(vault: vault).read(manifest.artifacts) { piece in
-            switch piece {
-            case .begin(let a): current = a
-            case .data(let plain): got[current].append(contentsOf: plain)
-            case .end(let a): XCTAssertEqual(a, current)
+        // Read twice: blob by blob, and with memory lent for batches (as a restore's agent
+        // lends its shared slots), which must come back the same and every loan returned.
+        for lender in [nil, TestLender(buffers: 6, size: 1 << 20)] {
+            var got = [[UInt8]](repeating: [], count: streams.count)
+            var current = -1
+            try ArtifactReader(vault: vault).read(manifest.artifacts, into: lender) { piece in
+                switch piece {
+                case .begin(let a): current = a
+                case .data(let plain): got[current].append(contentsOf: plain)
+                case .lent(let loan, let count):
+                    got[current].append(contentsOf: UnsafeRawBufferPointer(rebasing: loan.memory[0 ..< count]))
+                    lender!.returned(loan)
+                case .end(let a): XCTAssertEqual(a, current)
+                }
+            }
+            for i in streams.indices { XCTAssertEqual(got[i], streams[i], "stream \(i), lent: \(lender != nil)") }
+            if let lender {
+                XCTAssertGreaterThan(lender.lent, 10, "batches opened into lent memory")
+                XCTAssertEqual(lender.out, 0)
             }
         }
-        for i in streams.indices { XCTAssertEqual(got[i], streams[i], "stream \(i)") }
+    }
+
+    /// A damaged blob fails a read into lent memory too, and every loan not handed on comes
+    /// back to the lender (the agent's slots would otherwise be lost to the next sender).
+    func testDamagedBlobInLentMemoryFailsTheReadAndLoansComeBack() throws {
+        let scratch = try ScratchVault(config: VaultConfig(packSize: 4 << 20, compressionLevel: 1))
+        var gen = TestBytes(seed: 64)
+        let data = gen.bytes(12 << 20)
+        let id = try scratch.put(data, chunker: .fixed(64 << 10))
+        let vault = try scratch.reopen()
+        let manifest = try vault.readManifest(id: id)
+        try vault.loadIndex()
+        let ids = try ArtifactReader(vault: vault).contentIDs(manifest.artifacts[0])
+        // In the third batch of 16 blobs: the first six batches are lent at once, so the
+        // failure comes with loans scheduled behind it.
+        let victim = vault.index.lookup(ids[40])!
+        let path = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
+        XCTAssertEqual(chmod(path, 0o644), 0)
+        let fd = open(path, O_RDWR)
+        var byte: UInt8 = 0
+        let at = off_t(victim.entry.offset + victim.entry.length / 2)
+        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
+        byte ^= 0x01
+        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
+        close(fd)
+
+        let lender = TestLender(buffers: 6, size: 1 << 20)
+        var good = 0
+        XCTAssertThrowsError(try ArtifactReader(vault: vault).read(manifest.artifacts, into: lender) { piece in
+            if case .lent(let loan, let count) = piece {
+                XCTAssertTrue(UnsafeRawBufferPointer(rebasing: loan.memory[0 ..< count]).elementsEqual(data[good ..< good + count]))
+                good += count
+                lender.returned(loan)
+            }
+        }) { error in
+            guard case VaultError.corruptObject(kind: .packs, let name, _) = error else {
+                return XCTFail("expected a corrupt pack, got \(error)")
+            }
+            XCTAssertEqual(name, victim.pack.hex)
+        }
+        XCTAssertGreaterThan(lender.lent, 1)
+        XCTAssertLessThanOrEqual(good, Int(victim.entry.rawLength) * 40)
+        XCTAssertEqual(lender.out, 0, "loans not handed on are given back")
     }
 
     /// A damaged blob in the middle of a run fails the read and names its pack; the blobs
@@ -286,4 +340,33 @@ final class ManyStreamsTests: XCTestCase {
             XCTAssertTrue(reason.contains("truncated"), reason)
         }
     }
+}
+
+/// Lends a reader a few buffers, as the agent lends shared slots, counting what is out.
+final class TestLender: BatchMemory {
+    private var free: [UnsafeMutableRawBufferPointer]
+    private let all: [UnsafeMutableRawBufferPointer]
+    private(set) var lent = 0
+    private(set) var out = 0
+
+    init(buffers: Int, size: Int) {
+        all = (0 ..< buffers).map { _ in .allocate(byteCount: size, alignment: 16) }
+        free = all
+    }
+
+    deinit { all.forEach { $0.deallocate() } }
+
+    func borrow(_ bytes: Int) -> LentMemory? {
+        guard let buffer = free.popLast(), bytes <= buffer.count else { return nil }
+        lent += 1
+        out += 1
+        return LentMemory(token: all.firstIndex { $0.baseAddress == buffer.baseAddress }!, memory: buffer)
+    }
+
+    func returned(_ loan: LentMemory) {
+        out -= 1
+        free.append(all[loan.token])
+    }
+
+    func giveBack(_ loan: LentMemory) { returned(loan) }
 }

@@ -72,6 +72,16 @@ public final class Zstd: Sendable {
     private static let keptDecompressors = 16
 
     public static func decompress(_ input: UnsafeRawBufferPointer, rawLength: Int) -> [UInt8]? {
+        var ok = false
+        let out = [UInt8](unsafeUninitializedCapacity: max(rawLength, 1)) { buf, initialized in
+            ok = decompress(input, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buf)[0 ..< rawLength]))
+            initialized = ok ? rawLength : 0
+        }
+        return ok ? out : nil
+    }
+
+    /// Decompresses a frame into `out`, which its content must fill exactly.
+    public static func decompress(_ input: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Bool {
         let context = decompressors.withLock { $0.popLast() } ?? Context(pointer: ZSTD_createDCtx()!)
         defer {
             let kept = decompressors.withLock { pool in
@@ -81,13 +91,8 @@ public final class Zstd: Sendable {
             }
             if !kept { ZSTD_freeDCtx(context.pointer) }
         }
-        var ok = false
-        let out = [UInt8](unsafeUninitializedCapacity: max(rawLength, 1)) { buf, initialized in
-            let n = ZSTD_decompressDCtx(context.pointer, buf.baseAddress, rawLength, input.baseAddress, input.count)
-            ok = ZSTD_isError(n) == 0 && n == rawLength
-            initialized = ok ? n : 0
-        }
-        return ok ? out : nil
+        let n = ZSTD_decompressDCtx(context.pointer, out.baseAddress, out.count, input.baseAddress, input.count)
+        return ZSTD_isError(n) == 0 && n == out.count
     }
 }
 

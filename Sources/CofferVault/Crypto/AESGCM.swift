@@ -109,33 +109,44 @@ public enum AESGCM {
         let n = sealed.count - overhead - 1
         // Not zeroed first: every byte is decrypted into (a restore opens thousands of blobs).
         if body.count < n { body = [UInt8](unsafeUninitializedCapacity: n) { _, initialized in initialized = n } }
+        return body.withUnsafeMutableBytes { out in
+            open(key: key, aad: aad, sealed) { _, _ in out.baseAddress }
+        }
+    }
+
+    /// The same, with the body written wherever `place` says once it knows the first byte and
+    /// the body's length (nil: nowhere, and the open fails). The body is written before the tag
+    /// is checked: on nil, whatever `place` gave holds bytes not to be trusted.
+    static func open(key: [UInt8], aad: [UInt8], _ sealed: UnsafeRawBufferPointer,
+                     placingBody place: (_ first: UInt8, _ length: Int) -> UnsafeMutableRawPointer?) -> (first: UInt8, length: Int)? {
+        guard sealed.count >= overhead + 1 else { return nil }
+        let n = sealed.count - overhead - 1
         let ctx = EVP_CIPHER_CTX_new()!
         defer { EVP_CIPHER_CTX_free(ctx) }
         let base = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var len: Int32 = 0
         var first: UInt8 = 0
-        let ok: Bool = body.withUnsafeMutableBufferPointer { o in
-            guard key.withUnsafeBufferPointer({ EVP_DecryptInit_ex(ctx, cipher, nil, $0.baseAddress, base) }) == 1
-            else { return false }
-            if !aad.isEmpty {
-                guard aad.withUnsafeBufferPointer({ EVP_DecryptUpdate(ctx, nil, &len, $0.baseAddress, Int32($0.count)) }) == 1
-                else { return false }
-            }
-            guard EVP_DecryptUpdate(ctx, &first, &len, base + nonceSize, 1) == 1 else { return false }
-            var done = 0
-            while done < n {
-                let step = min(n - done, 1 << 30)
-                guard EVP_DecryptUpdate(ctx, o.baseAddress! + done, &len, base + nonceSize + 1 + done, Int32(step)) == 1
-                else { return false }
-                done += step
-            }
-            let tag = UnsafeMutableRawPointer(mutating: base + nonceSize + 1 + n)
-            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(tagSize), tag) == 1 else { return false }
-            var finalLen: Int32 = 0
-            var sink: UInt8 = 0
-            return EVP_DecryptFinal_ex(ctx, &sink, &finalLen) == 1
+        guard key.withUnsafeBufferPointer({ EVP_DecryptInit_ex(ctx, cipher, nil, $0.baseAddress, base) }) == 1
+        else { return nil }
+        if !aad.isEmpty {
+            guard aad.withUnsafeBufferPointer({ EVP_DecryptUpdate(ctx, nil, &len, $0.baseAddress, Int32($0.count)) }) == 1
+            else { return nil }
         }
-        return ok ? (first, n) : nil
+        guard EVP_DecryptUpdate(ctx, &first, &len, base + nonceSize, 1) == 1 else { return nil }
+        guard let raw = place(first, n) else { return nil }
+        let o = raw.assumingMemoryBound(to: UInt8.self)
+        var done = 0
+        while done < n {
+            let step = min(n - done, 1 << 30)
+            guard EVP_DecryptUpdate(ctx, o + done, &len, base + nonceSize + 1 + done, Int32(step)) == 1
+            else { return nil }
+            done += step
+        }
+        let tag = UnsafeMutableRawPointer(mutating: base + nonceSize + 1 + n)
+        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(tagSize), tag) == 1 else { return nil }
+        var finalLen: Int32 = 0
+        var sink: UInt8 = 0
+        return EVP_DecryptFinal_ex(ctx, &sink, &finalLen) == 1 ? (first, n) : nil
     }
 
     public static func open(key: [UInt8], aad: [UInt8], _ sealed: [UInt8]) -> [UInt8]? {

@@ -90,6 +90,28 @@ public enum PackFormat {
             return nil
         }
     }
+
+    /// Opens a sealed blob into `out`, which holds exactly its `rawLength` bytes: a stored
+    /// blob is decrypted straight into it, a compressed one decompressed into it. False when
+    /// authentication or decoding fails, `out` then holding nothing to trust.
+    static func openBlob(_ sealed: UnsafeRawBufferPointer, id: BlobID, type: BlobType, into out: UnsafeMutableRawBufferPointer,
+                         key: [UInt8]) -> Bool {
+        var compressed: UnsafeMutableRawBufferPointer?
+        defer { compressed?.deallocate() }
+        guard let (encoding, n) = AESGCM.open(key: key, aad: AssociatedData.blob(id, type), sealed, placingBody: { first, n in
+            switch first {
+            case encodingRaw:
+                return n == out.count ? out.baseAddress : nil
+            case encodingZstd:
+                compressed = .allocate(byteCount: max(n, 1), alignment: 16)
+                return compressed!.baseAddress
+            default:
+                return nil
+            }
+        }) else { return false }
+        guard encoding == encodingZstd, let compressed else { return true }
+        return Zstd.decompress(UnsafeRawBufferPointer(rebasing: compressed[0 ..< n]), into: out)
+    }
 }
 
 /// Collects sealed blobs for one pack.

@@ -47,7 +47,7 @@ public struct ArtifactReader: Sendable {
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         var written: Int64 = 0
         try read([artifact]) { piece in
-            guard case .data(let plain) = piece else { return }
+            guard case .data(let plain) = piece else { return }   // no memory lent, no .lent
             try plain.withUnsafeBytes { try sink($0) }
             written += Int64(plain.count)
             progress?(written)
@@ -59,6 +59,9 @@ public struct ArtifactReader: Sendable {
     public enum Piece: Sendable {
         case begin(Int)
         case data([UInt8])
+        /// The plaintext of consecutive blobs of one artifact, its first `count` bytes, opened
+        /// into memory the caller's `BatchMemory` lent: the caller owns the loan again.
+        case lent(LentMemory, count: Int)
         case end(Int)
     }
 
@@ -66,13 +69,20 @@ public struct ArtifactReader: Sendable {
     /// artifact boundaries: while the caller writes one artifact, the next ones are already
     /// being decoded, which matters when there are thousands of small ones (a data directory).
     /// An artifact whose content does not add up to its size fails before its `end`.
-    public func read(_ artifacts: [Artifact], to sink: (Piece) throws -> Void) throws {
+    ///
+    /// With `memory`, a batch of blobs of one artifact is opened straight into memory it lends
+    /// when it has some free, and handed on as one `lent` piece instead of blob by blob: no
+    /// copy of the plaintext on the way out (decision 022). Its calls all come from this thread.
+    public func read(_ artifacts: [Artifact], into memory: BatchMemory? = nil, to sink: (Piece) throws -> Void) throws {
         let slots = ReadSlots()
         let queue = DispatchQueue(label: "coffer.restore", qos: .userInitiated, attributes: .concurrent)
         let loads = DispatchGroup()
+        // Loans scheduled and not yet handed on, by their batch's first blob.
+        var loans: [Int: LentMemory] = [:]
         defer {
             // On an early exit, let scheduled loads finish before their slots go away.
             loads.wait()
+            for loan in loans.values { memory?.giveBack(loan) }
         }
         // Content ids of the artifacts the scheduler has reached and the writer not yet finished.
         var ids: [Int: [BlobID]] = [:]
@@ -98,6 +108,8 @@ public struct ArtifactReader: Sendable {
                                        && inFlightBytes + ArtifactReader.batchBytes <= windowBytes) {
                 var batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)] = []
                 var batchBytes = 0
+                var oneArtifact = true
+                let firstArtifact = cursor.artifact
                 while batch.count < ArtifactReader.batchBlobs, batchBytes < ArtifactReader.batchBytes,
                       cursor.artifact < artifacts.count {
                     let list = try contentIDs(of: cursor.artifact)
@@ -105,6 +117,7 @@ public struct ArtifactReader: Sendable {
                         cursor = (cursor.artifact + 1, 0)
                         continue
                     }
+                    if cursor.artifact != firstArtifact { oneArtifact = false }
                     let id = list[cursor.blob]
                     // Past an artifact's last blob at once: the writer drops its ids when done.
                     cursor = cursor.blob + 1 < list.count ? (cursor.artifact, cursor.blob + 1) : (cursor.artifact + 1, 0)
@@ -116,13 +129,23 @@ public struct ArtifactReader: Sendable {
                     scheduled += 1
                 }
                 guard !batch.isEmpty else { return }
+                // A batch within one artifact whose blobs are all indexed may go into lent memory.
+                var loan: LentMemory?
+                if let memory, oneArtifact, batch.allSatisfy({ $0.location != nil }), let lent = memory.borrow(batchBytes) {
+                    loan = lent
+                    loans[batch[0].slot] = lent
+                }
                 // The reads wait on the disk on threads of their own, so that a cold pack
                 // never holds one of the cores the opening (AES-GCM, zstd) needs.
                 loads.enter()
-                BlockingThreads.shared.run { [batch] in
+                BlockingThreads.shared.run { [batch, loan, batchBytes] in
                     let runs = readRuns(batch)
                     queue.async {
-                        slots.fill(open(batch, runs))
+                        if let loan {
+                            slots.fill([(batch[0].slot, open(batch, runs, into: loan, bytes: batchBytes))])
+                        } else {
+                            slots.fill(open(batch, runs).map { ($0.0, $0.1.map(Opened.blob)) })
+                        }
                         loads.leave()
                     }
                 }
@@ -134,13 +157,25 @@ public struct ArtifactReader: Sendable {
             let list = try contentIDs(of: a)
             try sink(.begin(a))
             var written: Int64 = 0
-            for _ in list {
-                let plain = try slots.wait(next).get()
-                next += 1
-                inFlightBytes -= plain.count
-                try fill()
-                written += Int64(plain.count)
-                try sink(.data(plain))
+            var blob = 0
+            while blob < list.count {
+                switch try slots.wait(next).get() {
+                case .blob(let plain):
+                    next += 1
+                    blob += 1
+                    inFlightBytes -= plain.count
+                    try fill()
+                    written += Int64(plain.count)
+                    try sink(.data(plain))
+                case .batch(let blobs, let count):
+                    let loan = loans.removeValue(forKey: next)!
+                    next += blobs
+                    blob += blobs
+                    inFlightBytes -= count
+                    try fill()
+                    written += Int64(count)
+                    try sink(.lent(loan, count: count))
+                }
             }
             ids[a] = nil
             guard written == artifacts[a].size else {
@@ -196,6 +231,40 @@ public struct ArtifactReader: Sendable {
         }
     }
 
+    /// Opens a batch's blobs, all indexed, one after another into `loan`: the result for its
+    /// first blob says how many blobs and bytes it holds, or the first failure.
+    private func open(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)],
+                      _ runs: [(run: Run, bytes: Result<ObjectBytes, Error>)],
+                      into loan: LentMemory, bytes: Int) -> Result<Opened, Error> {
+        Result {
+            var at = [Int](repeating: 0, count: batch.count)
+            var total = 0
+            for i in batch.indices {
+                at[i] = total
+                total += Int(batch[i].location!.entry.rawLength)
+            }
+            guard total == bytes, total <= loan.memory.count else {
+                throw VaultError.invalidArgument("a batch of \(total) bytes for a loan of \(loan.memory.count)")
+            }
+            for (run, read) in runs {
+                let sealed = try read.get()
+                for i in run.members {
+                    let entry = batch[i].location!.entry
+                    guard entry.type == .data else {
+                        throw VaultError.corruptObject(kind: .packs, name: run.pack.hex, reason: "blob \(entry.id.hex) is not of type \(BlobType.data)")
+                    }
+                    try sealed.withUnsafeBytes { all in
+                        let from = Int(entry.offset) - run.offset
+                        try vault.openBlob(UnsafeRawBufferPointer(rebasing: all[from ..< from + Int(entry.length)]),
+                                           entry: entry, pack: run.pack.hex, checkID: checkIDs,
+                                           into: UnsafeMutableRawBufferPointer(rebasing: loan.memory[at[i] ..< at[i] + Int(entry.rawLength)]))
+                    }
+                }
+            }
+            return .batch(blobs: batch.count, bytes: total)
+        }
+    }
+
     /// Opens a batch's blobs out of the runs read for it.
     private func open(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)],
                       _ runs: [(run: Run, bytes: Result<ObjectBytes, Error>)]) -> [(Int, Result<[UInt8], Error>)] {
@@ -238,19 +307,47 @@ public struct ArtifactReader: Sendable {
     }
 }
 
+/// Memory a reader may open blobs straight into, lent by whoever writes them out (the agent's
+/// shared slots): the copy of each opened blob into that memory was a tenth of a restore's CPU.
+public protocol BatchMemory: AnyObject {
+    /// Room for `bytes`, if some is free now. Never waits: the reader holds what it borrowed
+    /// until the caller reaches it, so waiting could wait on itself.
+    func borrow(_ bytes: Int) -> LentMemory?
+    /// A loan never handed on (the read failed or stopped early).
+    func giveBack(_ loan: LentMemory)
+}
+
+/// Memory lent to a reader: the lender's number for it, and the bytes.
+public struct LentMemory: @unchecked Sendable {   // only ever written by the one task it went to
+    public let token: Int
+    public let memory: UnsafeMutableRawBufferPointer
+
+    public init(token: Int, memory: UnsafeMutableRawBufferPointer) {
+        self.token = token
+        self.memory = memory
+    }
+}
+
+/// A batch's blobs as a worker left them: one blob's plaintext, or a whole batch opened
+/// into a loan (the result of its first blob; its other blobs have none).
+private enum Opened {
+    case blob([UInt8])
+    case batch(blobs: Int, bytes: Int)
+}
+
 /// One result slot per blob: filled by a worker, taken once by the writer.
 private final class ReadSlots: @unchecked Sendable {
     private let condition = NSCondition()
-    private var results: [Int: Result<[UInt8], Error>] = [:]
+    private var results: [Int: Result<Opened, Error>] = [:]
 
-    func fill(_ filled: [(Int, Result<[UInt8], Error>)]) {
+    func fill(_ filled: [(Int, Result<Opened, Error>)]) {
         condition.lock()
         for (i, result) in filled { results[i] = result }
         condition.broadcast()
         condition.unlock()
     }
 
-    func wait(_ i: Int) -> Result<[UInt8], Error> {
+    func wait(_ i: Int) -> Result<Opened, Error> {
         condition.lock()
         defer { condition.unlock() }
         while results[i] == nil { condition.wait() }
