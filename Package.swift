@@ -31,7 +31,8 @@ let package = Package(
 
         // The vault core: crypto, chunkers, packs, index, manifests, backends, pipeline.
         // Low-level file writing shared by the vault and the plugins (O_DIRECT).
-        .target(name: "CofferIO"),
+        .target(name: "CofferIO", dependencies: ["CStreamingCopy"]),
+        .target(name: "CStreamingCopy"),
         .target(name: "CofferVault", dependencies: ["CofferIO", "CLibCrypto", "CZstd"]),
 
         // The `coffer` command line: one file per command, no domain logic.
@@ -84,7 +85,7 @@ let package = Package(
         .executableTarget(name: "coffer-fault", dependencies: ["CofferPluginKit", "CofferFixtures"], path: "Fixtures/FaultPlugin"),
         .target(name: "CofferFixtures", path: "Fixtures/CofferFixtures"),
 
-        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferIO", "CofferFixtures", "CZstd"]),
+        .testTarget(name: "CofferVaultTests", dependencies: ["CofferVault", "CofferIO", "CofferFixtures", "CZstd", "CStreamingCopy"]),
         .testTarget(name: "CofferCLITests", dependencies: ["CofferFixtures", "coffer"]),
         .testTarget(name: "CofferAgentTests", dependencies: ["CofferAgent", "CofferVault", "CofferFixtures", "coffer-fault", "coffer"]),
         .testTarget(name: "CofferDaemonTests", dependencies: [

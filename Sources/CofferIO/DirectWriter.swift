@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CStreamingCopy
 import Dispatch
 import Synchronization
 
@@ -74,7 +75,9 @@ public final class DirectWriter: @unchecked Sendable {
         var done = 0
         while done < bytes.count {
             let n = min(buffer.count - filled, bytes.count - done)
-            (buffer.baseAddress! + filled).copyMemory(from: bytes.baseAddress! + done, byteCount: n)
+            // Streaming stores: the device reads the buffer, the CPU never does again, so its
+            // lines need not be fetched first nor fill the cache (decision 022).
+            coffer_copy_streaming(buffer.baseAddress! + filled, bytes.baseAddress! + done, n)
             filled += n
             done += n
             if filled == buffer.count { try submit() }

@@ -1,5 +1,6 @@
 import CofferFixtures
 @testable import CofferIO
+import CStreamingCopy
 import Foundation
 import XCTest
 
@@ -55,6 +56,23 @@ final class DirectWriterTests: XCTestCase {
             for pieces in [[size == 0 ? 1 : size], [1000, 65536, 3 << 20], [4096]] {
                 let (got, want) = try roundTrip(size: size, pieces: pieces, in: dir)
                 XCTAssertTrue(got == want, "\(size) bytes in pieces \(pieces) differ")
+            }
+        }
+    }
+
+    /// The streaming copy that fills the staging buffers: every byte, whatever the sizes and
+    /// the alignment of either side, and nothing past the end.
+    func testStreamingCopyCopiesExactly() throws {
+        let source = (0 ..< 300_000).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 7) }
+        var destination = [UInt8](repeating: 0xEE, count: 300_100)
+        for size in [0, 1, 63, 64, 65, 4095, 4096, 4160, 4161, 65_536 + 17, 299_000] {
+            for (from, to) in [(0, 0), (1, 0), (0, 1), (13, 45), (64, 7), (63, 63)] {
+                destination.withUnsafeMutableBytes { d in
+                    source.withUnsafeBytes { s in coffer_copy_streaming(d.baseAddress! + to, s.baseAddress! + from, size) }
+                }
+                XCTAssertEqual(destination[to ..< to + size], source[from ..< from + size], "size \(size), from \(from) to \(to)")
+                XCTAssertEqual(destination[to + size], 0xEE, "size \(size), from \(from) to \(to): wrote past the end")
+                for i in to ..< to + size + 1 { destination[i] = 0xEE }
             }
         }
     }
