@@ -244,101 +244,88 @@ final class ManyStreamsTests: XCTestCase {
     /// A damaged blob fails a read into lent memory too, and every loan not handed on comes
     /// back to the lender (the agent's slots would otherwise be lost to the next sender).
     func testDamagedBlobInLentMemoryFailsTheReadAndLoansComeBack() throws {
-        let scratch = try ScratchVault(config: VaultConfig(packSize: 4 << 20, compressionLevel: 1))
-        var gen = TestBytes(seed: 64)
-        let data = gen.bytes(12 << 20)
-        let id = try scratch.put(data, chunker: .fixed(64 << 10))
-        let vault = try scratch.reopen()
-        let manifest = try vault.readManifest(id: id)
-        try vault.loadIndex()
-        let ids = try ArtifactReader(vault: vault).contentIDs(manifest.artifacts[0])
         // In the third batch of 16 blobs: the first six batches are lent at once, so the
         // failure comes with loans scheduled behind it.
-        let victim = vault.index.lookup(ids[40])!
-        let path = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
-        XCTAssertEqual(chmod(path, 0o644), 0)
-        let fd = open(path, O_RDWR)
-        var byte: UInt8 = 0
-        let at = off_t(victim.entry.offset + victim.entry.length / 2)
-        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
-        byte ^= 0x01
-        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
-        close(fd)
+        let stored = try StoredBlobs(seed: 64, bytes: 12 << 20, chunk: 64 << 10, packSize: 4 << 20, victim: { _ in 40 })
+        try stored.flipByte(mask: 0x01)
 
         let lender = TestLender(buffers: 6, size: 1 << 20)
         var good = 0
-        XCTAssertThrowsError(try ArtifactReader(vault: vault).read(manifest.artifacts, into: lender) { piece in
+        XCTAssertThrowsError(try ArtifactReader(vault: stored.vault).read(stored.manifest.artifacts, into: lender) { piece in
             if case .lent(let loan, let count) = piece {
-                XCTAssertTrue(UnsafeRawBufferPointer(rebasing: loan.memory[0 ..< count]).elementsEqual(data[good ..< good + count]))
+                XCTAssertTrue(UnsafeRawBufferPointer(rebasing: loan.memory[0 ..< count]).elementsEqual(stored.data[good ..< good + count]))
                 good += count
                 lender.returned(loan)
             }
-        }) { error in
-            guard case VaultError.corruptObject(kind: .packs, let name, _) = error else {
-                return XCTFail("expected a corrupt pack, got \(error)")
-            }
-            XCTAssertEqual(name, victim.pack.hex)
-        }
+        }) { stored.assertNamesVictimPack($0) }
         XCTAssertGreaterThan(lender.lent, 1)
-        XCTAssertLessThanOrEqual(good, Int(victim.entry.rawLength) * 40)
+        XCTAssertLessThanOrEqual(good, Int(stored.victim.entry.rawLength) * 40)
         XCTAssertEqual(lender.out, 0, "loans not handed on are given back")
     }
 
     /// A damaged blob in the middle of a run fails the read and names its pack; the blobs
     /// read in the same request do not hide it.
     func testDamagedBlobInsideARunFailsTheRead() throws {
-        let scratch = try ScratchVault(config: VaultConfig(packSize: 1 << 20, compressionLevel: 1))
-        var gen = TestBytes(seed: 62)
-        let data = gen.bytes(256 << 10)
-        let id = try scratch.put(data, chunker: .fixed(4096))
-        let vault = try scratch.reopen()
-        let manifest = try vault.readManifest(id: id)
-        try vault.loadIndex()
-        let ids = try ArtifactReader(vault: vault).contentIDs(manifest.artifacts[0])
-        let victim = vault.index.lookup(ids[ids.count / 2])!
-        let path = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
-        XCTAssertEqual(chmod(path, 0o644), 0)  // packs are read-only
-        let fd = open(path, O_RDWR)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        var byte: UInt8 = 0
-        let at = off_t(victim.entry.offset + victim.entry.length / 2)
-        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
-        byte ^= 0x40
-        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
-        close(fd)
-
-        XCTAssertThrowsError(try scratch.get(id)) { error in
-            guard case VaultError.corruptObject(kind: .packs, let name, _) = error else {
-                return XCTFail("expected a corrupt pack, got \(error)")
-            }
-            XCTAssertEqual(name, victim.pack.hex)
-        }
+        let stored = try StoredBlobs(seed: 62, bytes: 256 << 10, chunk: 4096, packSize: 1 << 20, victim: { $0 / 2 })
+        try stored.flipByte(mask: 0x40)
+        XCTAssertThrowsError(try stored.scratch.get(stored.id)) { stored.assertNamesVictimPack($0) }
     }
 
     /// A pack cut short under a blob fails the read with the pack named. Restores map packs
     /// (LocalBackend.view): touching a mapping past the file's end would kill the process,
     /// so the size is checked first.
     func testTruncatedPackFailsTheRead() throws {
-        let scratch = try ScratchVault(config: VaultConfig(packSize: 1 << 20, compressionLevel: 1))
-        var gen = TestBytes(seed: 63)
-        let data = gen.bytes(256 << 10)
-        let id = try scratch.put(data, chunker: .fixed(4096))
-        let vault = try scratch.reopen()
-        let manifest = try vault.readManifest(id: id)
+        let stored = try StoredBlobs(seed: 63, bytes: 256 << 10, chunk: 4096, packSize: 1 << 20, victim: { $0 / 2 })
+        XCTAssertEqual(truncate(stored.packPath, off_t(stored.victim.entry.offset + stored.victim.entry.length / 2)), 0)
+        XCTAssertThrowsError(try stored.scratch.get(stored.id)) { error in
+            stored.assertNamesVictimPack(error)
+            if case VaultError.corruptObject(_, _, let reason) = error { XCTAssertTrue(reason.contains("truncated"), reason) }
+        }
+    }
+}
+
+/// Random bytes stored in fixed chunks, the vault reopened, and one content blob picked to
+/// be damaged: its pack made writable.
+struct StoredBlobs {
+    let scratch: ScratchVault
+    let vault: Vault
+    let id: String
+    let manifest: Manifest
+    let data: [UInt8]
+    let victim: MasterIndex.Location
+    let packPath: String
+
+    init(seed: UInt64, bytes: Int, chunk: Int, packSize: Int, victim pick: (Int) -> Int) throws {
+        scratch = try ScratchVault(config: VaultConfig(packSize: packSize, compressionLevel: 1))
+        var gen = TestBytes(seed: seed)
+        data = gen.bytes(bytes)
+        id = try scratch.put(data, chunker: .fixed(chunk))
+        vault = try scratch.reopen()
+        manifest = try vault.readManifest(id: id)
         try vault.loadIndex()
         let ids = try ArtifactReader(vault: vault).contentIDs(manifest.artifacts[0])
-        let victim = vault.index.lookup(ids[ids.count / 2])!
-        let path = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
-        XCTAssertEqual(chmod(path, 0o644), 0)
-        XCTAssertEqual(truncate(path, off_t(victim.entry.offset + victim.entry.length / 2)), 0)
+        victim = vault.index.lookup(ids[pick(ids.count)])!
+        packPath = "\(scratch.path)/packs/\(victim.pack.hex.prefix(2))/\(victim.pack.hex)"
+        XCTAssertEqual(chmod(packPath, 0o644), 0)  // packs are read-only
+    }
 
-        XCTAssertThrowsError(try scratch.get(id)) { error in
-            guard case VaultError.corruptObject(kind: .packs, let name, let reason) = error else {
-                return XCTFail("expected a corrupt pack, got \(error)")
-            }
-            XCTAssertEqual(name, victim.pack.hex)
-            XCTAssertTrue(reason.contains("truncated"), reason)
+    /// Flips bits of the byte in the middle of the victim blob.
+    func flipByte(mask: UInt8) throws {
+        let fd = open(packPath, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        let at = off_t(victim.entry.offset + victim.entry.length / 2)
+        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
+        byte ^= mask
+        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
+    }
+
+    func assertNamesVictimPack(_ error: Error, file: StaticString = #filePath, line: UInt = #line) {
+        guard case VaultError.corruptObject(kind: .packs, let name, _) = error else {
+            return XCTFail("expected a corrupt pack, got \(error)", file: file, line: line)
         }
+        XCTAssertEqual(name, victim.pack.hex, file: file, line: line)
     }
 }
 

@@ -24,29 +24,19 @@ public struct LocalBackend: VaultBackend {
     }
 
     public func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8] {
-        let p = path(kind, name)
-        let fd = open(p, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw error(errno, kind, name, p) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw error(errno, kind, name, p) }
-        let size = Int(st.st_size)
-        let bytes = try readFully(fd: fd, offset: 0, length: size, path: p)
-        guard bytes.count == size else { throw VaultError.corruptObject(kind: kind, name: name, reason: "short read") }
-        return bytes
+        try withOpened(kind, name) { fd, size, p in
+            let bytes = try readFully(fd: fd, offset: 0, length: size, path: p)
+            guard bytes.count == size else { throw VaultError.corruptObject(kind: kind, name: name, reason: "short read") }
+            return bytes
+        }
     }
 
     public func read(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> [UInt8] {
-        let p = path(kind, name)
-        let fd = open(p, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw error(errno, kind, name, p) }
-        defer { close(fd) }
-        let bytes = try readFully(fd: fd, offset: offset, length: length, path: p)
-        guard bytes.count == length else {
-            throw VaultError.corruptObject(kind: kind, name: name,
-                                           reason: "truncated: wanted \(length) bytes at offset \(offset), file ends first")
+        try withOpened(kind, name, sized: false) { fd, _, p in
+            let bytes = try readFully(fd: fd, offset: offset, length: length, path: p)
+            guard bytes.count == length else { throw truncated(kind, name, offset: offset, length: length) }
+            return bytes
         }
-        return bytes
     }
 
     /// A pack's bytes mapped, not read: a restore then copies none of them out of the page
@@ -55,25 +45,35 @@ public struct LocalBackend: VaultBackend {
     /// no page fault. The file's size is checked first: touching a mapping past its end would
     /// kill the process, where a short read is an error.
     public func view(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) throws -> ObjectBytes {
+        try withOpened(kind, name) { fd, size, _ in
+            guard offset >= 0, length >= 0, offset + length <= size else {
+                throw truncated(kind, name, offset: offset, length: length)
+            }
+            guard length > 0 else { return ObjectBytes([]) }
+            let start = offset / LocalBackend.pageSize * LocalBackend.pageSize
+            let mappedLength = offset + length - start
+            guard let base = mmap(nil, mappedLength, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(start)),
+                  base != MAP_FAILED else {
+                return ObjectBytes(try read(kind, name, offset: offset, length: length))
+            }
+            return ObjectBytes(mapped: base, mappedLength: mappedLength, skip: offset - start, length: length)
+        }
+    }
+
+    /// The object opened for reading, with its size (when `sized`) and path, for `body`.
+    private func withOpened<T>(_ kind: ObjectKind, _ name: String, sized: Bool = true,
+                               _ body: (Int32, Int, String) throws -> T) throws -> T {
         let p = path(kind, name)
         let fd = open(p, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw error(errno, kind, name, p) }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw error(errno, kind, name, p) }
-        guard offset >= 0, length >= 0, offset + length <= Int(st.st_size) else {
-            throw VaultError.corruptObject(kind: kind, name: name,
-                                           reason: "truncated: wanted \(length) bytes at offset \(offset), file ends first")
-        }
-        guard length > 0 else { return ObjectBytes([]) }
-        let page = LocalBackend.pageSize
-        let start = offset / page * page
-        let mappedLength = offset + length - start
-        guard let base = mmap(nil, mappedLength, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(start)),
-              base != MAP_FAILED else {
-            return ObjectBytes(try read(kind, name, offset: offset, length: length))
-        }
-        return ObjectBytes(mapped: base, mappedLength: mappedLength, skip: offset - start, length: length)
+        if sized { guard fstat(fd, &st) == 0 else { throw error(errno, kind, name, p) } }
+        return try body(fd, Int(st.st_size), p)
+    }
+
+    private func truncated(_ kind: ObjectKind, _ name: String, offset: Int, length: Int) -> VaultError {
+        .corruptObject(kind: kind, name: name, reason: "truncated: wanted \(length) bytes at offset \(offset), file ends first")
     }
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
