@@ -125,7 +125,9 @@ public final class SharedSlots: @unchecked Sendable {
                 var pfd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
                 let r = poll(&pfd, 1, 0)
                 if r < 0 && errno == EINTR { continue }
-                if r == 0 { return nil }
+                // Nothing given back yet, or poll failed: either way no slot now, and never a
+                // read that could wait.
+                if r <= 0 { return nil }
             }
             try pollReadable(socket, timeout: waiting ? timeout : nil)
             var numbers = [UInt8](repeating: 0, count: count)
