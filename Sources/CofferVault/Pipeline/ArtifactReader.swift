@@ -138,11 +138,11 @@ public struct ArtifactReader: Sendable {
                 // The reads wait on the disk on threads of their own, so that a cold pack
                 // never holds one of the cores the opening (AES-GCM, zstd) needs.
                 loads.enter()
-                BlockingThreads.shared.run { [batch, loan, batchBytes] in
+                BlockingThreads.shared.run { [batch, loan] in
                     let runs = readRuns(batch)
                     queue.async {
                         if let loan {
-                            slots.fill([(batch[0].slot, open(batch, runs, into: loan, bytes: batchBytes))])
+                            slots.fill([(batch[0].slot, open(batch, runs, into: loan))])
                         } else {
                             slots.fill(open(batch, runs).map { ($0.0, $0.1.map(Opened.blob)) })
                         }
@@ -235,7 +235,7 @@ public struct ArtifactReader: Sendable {
     /// first blob says how many blobs and bytes it holds, or the first failure.
     private func open(_ batch: [(slot: Int, id: BlobID, location: MasterIndex.Location?)],
                       _ runs: [(run: Run, bytes: Result<ObjectBytes, Error>)],
-                      into loan: LentMemory, bytes: Int) -> Result<Opened, Error> {
+                      into loan: LentMemory) -> Result<Opened, Error> {
         Result {
             var at = [Int](repeating: 0, count: batch.count)
             var total = 0
@@ -243,20 +243,14 @@ public struct ArtifactReader: Sendable {
                 at[i] = total
                 total += Int(batch[i].location!.entry.rawLength)
             }
-            guard total == bytes, total <= loan.memory.count else {
+            guard total <= loan.memory.count else {
                 throw VaultError.invalidArgument("a batch of \(total) bytes for a loan of \(loan.memory.count)")
             }
-            for (run, read) in runs {
-                let sealed = try read.get()
+            for (run, bytes) in runs {
                 for i in run.members {
                     let entry = batch[i].location!.entry
-                    guard entry.type == .data else {
-                        throw VaultError.corruptObject(kind: .packs, name: run.pack.hex, reason: "blob \(entry.id.hex) is not of type \(BlobType.data)")
-                    }
-                    try sealed.withUnsafeBytes { all in
-                        let from = Int(entry.offset) - run.offset
-                        try vault.openBlob(UnsafeRawBufferPointer(rebasing: all[from ..< from + Int(entry.length)]),
-                                           entry: entry, pack: run.pack.hex, checkID: checkIDs,
+                    try withSealed(entry, of: run, in: try bytes.get()) {
+                        try vault.openBlob($0, entry: entry, pack: run.pack.hex, checkID: checkIDs,
                                            into: UnsafeMutableRawBufferPointer(rebasing: loan.memory[at[i] ..< at[i] + Int(entry.rawLength)]))
                     }
                 }
@@ -273,19 +267,26 @@ public struct ArtifactReader: Sendable {
             for i in run.members {
                 let entry = batch[i].location!.entry
                 results[i] = Result {
-                    guard entry.type == .data else {
-                        throw VaultError.corruptObject(kind: .packs, name: run.pack.hex, reason: "blob \(entry.id.hex) is not of type \(BlobType.data)")
-                    }
-                    return try bytes.get().withUnsafeBytes { all in
-                        let at = Int(entry.offset) - run.offset
-                        return try vault.openBlob(UnsafeRawBufferPointer(rebasing: all[at ..< at + Int(entry.length)]),
-                                                  entry: entry, pack: run.pack.hex, checkID: checkIDs)
+                    try withSealed(entry, of: run, in: try bytes.get()) {
+                        try vault.openBlob($0, entry: entry, pack: run.pack.hex, checkID: checkIDs)
                     }
                 }
             }
         }
         return batch.indices.map { i in
             (batch[i].slot, results[i] ?? Result { try load(batch[i].id, at: nil, type: .data) })
+        }
+    }
+
+    /// A data blob's sealed bytes, cut out of the run read for it, for `body`.
+    private func withSealed<T>(_ entry: PackEntry, of run: Run, in bytes: ObjectBytes,
+                               _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        guard entry.type == .data else {
+            throw VaultError.corruptObject(kind: .packs, name: run.pack.hex, reason: "blob \(entry.id.hex) is not of type \(BlobType.data)")
+        }
+        return try bytes.withUnsafeBytes { all in
+            let at = Int(entry.offset) - run.offset
+            return try body(UnsafeRawBufferPointer(rebasing: all[at ..< at + Int(entry.length)]))
         }
     }
 
