@@ -9,7 +9,7 @@
 # Variables: SIZE_MIB (BSON data, default 1024), COLLECTIONS (default 4), DUMP_CONNECTIONS
 # (default 2), RESTORE_CONNECTIONS (default 2), CHANGE (contiguous: the first 1% of each
 # collection, default; scattered: every 100th document), COFFER_BIN (a coffer with coffer-mongodb
-# beside it; default: swift build -c release). Everything lives in bench-work/mongodb/.
+# beside it; default: a release built by scripts/build-release). Everything lives in bench-work/mongodb/.
 set -euo pipefail
 
 SIZE_MIB=${SIZE_MIB:-1024}
@@ -22,8 +22,7 @@ WORK="$ROOT/bench-work/mongodb"
 PY="$(command -v python3)"
 
 if [ -z "${COFFER_BIN:-}" ]; then
-  (cd "$ROOT" && swift build -c release --product coffer >/dev/null && swift build -c release --product coffer-mongodb >/dev/null)
-  COFFER_BIN="$ROOT/.build/release/coffer"
+  COFFER_BIN="$("$ROOT/scripts/build-release" 2>/dev/null)/coffer" || { echo "scripts/build-release failed" >&2; exit 1; }
 fi
 command -v secantusd-py >/dev/null || { echo "secantusd-py not found (scripts/bootstrap installs secantusdb)" >&2; exit 1; }
 

@@ -8,7 +8,8 @@
 # Usage (as root): Benchmarks/mysql.sh
 #   SIZE_MB=2048     data size (rows of ~1 KiB: half repetitive text, half random bytes)
 #   THREADS=2        dump/load connections for coffer logical, mydumper and myloader
-#   COFFER_BIN=path  use this coffer (and coffer-mysql beside it) instead of building release
+#   COFFER_BIN=path  use this coffer (and coffer-mysql beside it) instead of building a
+#                    release (scripts/build-release)
 #   COFFER_LEVEL=1   zstd level of both coffer sources (compression_level; the vault's default is 3;
 #                    mariabackup and mydumper do not compress at all here)
 #   RESTORE_BINLOG=off  coffer's logical restore writes the rows to the binlog (on) or not (off,
@@ -40,9 +41,9 @@ if [ -n "${COFFER_BIN:-}" ]; then
   coffer=$COFFER_BIN
 else
   mkdir -p "$root/bench-work"
-  swift build -c release >"$root/bench-work/mysql-build.log" 2>&1 \
-    || { echo "mysql.sh: swift build -c release failed:" >&2; grep -m 20 'error:' "$root/bench-work/mysql-build.log" >&2; exit 1; }
-  coffer=$root/.build/release/coffer
+  bin=$(scripts/build-release 2>"$root/bench-work/mysql-build.log") \
+    || { echo "mysql.sh: scripts/build-release failed:" >&2; tail -20 "$root/bench-work/mysql-build.log" >&2; exit 1; }
+  coffer=$bin/coffer
 fi
 [ -x "$coffer" ] && [ -x "$(dirname "$coffer")/coffer-mysql" ] || { echo "mysql.sh: $coffer or coffer-mysql beside it is missing" >&2; exit 1; }
 

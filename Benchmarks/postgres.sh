@@ -12,6 +12,7 @@
 #   WAL_SEGMENTS=20  segments for the WAL push latency
 #   PGBACKREST_CIPHER=1  encrypt the pgBackRest repository too (aes-256-cbc; coffer always encrypts)
 #   COFFER_BIN=path  use this coffer (and the coffer-postgres beside it) instead of building
+#                    a release (scripts/build-release)
 #   BLOCK_SIZE=bytes the source's block_size for relation files (default: the plugin's)
 #   RESTORE_CACHE=cold|warm  cold (default): the page cache is dropped before each restore, so
 #                    every tool reads its repository from disk as a real restore does; warm:
@@ -58,11 +59,12 @@ command -v pgbackrest >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noni
 if [ -n "${COFFER_BIN:-}" ]; then
   coffer=$COFFER_BIN
 else
+  # What a release installs (scripts/build-release): Swift linked in, as pgBackRest is a C
+  # program that loads no runtime of that size.
   mkdir -p "$root/bench-work"
-  swift build -c release >"$root/bench-work/postgres-build.log" 2>&1 \
-    || { echo "postgres.sh: swift build -c release failed:" >&2; grep -m 20 'error:' "$root/bench-work/postgres-build.log" >&2; exit 1; }
-  tail -1 "$root/bench-work/postgres-build.log"
-  coffer=$root/.build/release/coffer
+  bin=$(scripts/build-release 2>"$root/bench-work/postgres-build.log") \
+    || { echo "postgres.sh: scripts/build-release failed:" >&2; tail -20 "$root/bench-work/postgres-build.log" >&2; exit 1; }
+  coffer=$bin/coffer
 fi
 [ -x "$coffer" ] && [ -x "$(dirname "$coffer")/coffer-postgres" ] \
   || { echo "postgres.sh: $coffer or coffer-postgres beside it is missing" >&2; exit 1; }
