@@ -550,7 +550,11 @@ final class Packer: Sendable {
             } catch {
                 failure.withLock { if $0 == nil { $0 = error } }
             }
-            buffers.give(pack.takeBuffer())
+            // Consumed explicitly: `pack.takeBuffer()` left a copy of `pack` alive, so the
+            // pool's emptying found the array shared and allocated a new one, and every pack
+            // was built in fresh pages, faulted in and zeroed (a full backup of the
+            // benchmark's cluster: 77,000–89,000 page faults before, 53,000–54,000 after).
+            buffers.give((consume pack).takeBuffer())
         }
     }
 
