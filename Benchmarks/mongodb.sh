@@ -22,7 +22,9 @@ WORK="$ROOT/bench-work/mongodb"
 PY="$(command -v python3)"
 
 if [ -z "${COFFER_BIN:-}" ]; then
-  COFFER_BIN="$("$ROOT/scripts/build-release" 2>/dev/null)/coffer" || { echo "scripts/build-release failed" >&2; exit 1; }
+  mkdir -p "$ROOT/bench-work"
+  COFFER_BIN="$("$ROOT/scripts/build-release" 2>"$ROOT/bench-work/mongodb-build.log")/coffer" \
+    || { echo "mongodb.sh: scripts/build-release failed:" >&2; tail -20 "$ROOT/bench-work/mongodb-build.log" >&2; exit 1; }
 fi
 command -v secantusd-py >/dev/null || { echo "secantusd-py not found (scripts/bootstrap installs secantusdb)" >&2; exit 1; }
 
