@@ -357,3 +357,20 @@ final class TestLender: BatchMemory {
 
     func giveBack(_ loan: LentMemory) { returned(loan) }
 }
+
+final class PackBufferTests: XCTestCase {
+    /// Every pack is built in a recycled buffer: each written pack's buffer comes back to
+    /// the pool unshared, so emptying it keeps its pages (a copy of the builder once kept
+    /// it shared, and every pack was built in fresh pages, faulted in and zeroed).
+    func testWrittenPacksGiveTheirBuffersBackUnshared() throws {
+        let scratch = try ScratchVault(config: VaultConfig(packSize: 1 << 20, compressionLevel: 1))
+        var gen = TestBytes(seed: 81)
+        let data = gen.bytes(12 << 20)
+        let session = try BackupSession(vault: scratch.vault)
+        let artifact = try session.store(name: "data", chunker: .fixed(64 << 10), bytes: data)
+        let id = try session.commit(session.manifest(source: "test", artifacts: [artifact]))
+        XCTAssertGreaterThanOrEqual(try LocalBackend(path: scratch.path).list(.packs).count, 10)
+        XCTAssertEqual(session.packer.buffers.replacedOnReturn, 0, "pack buffers given back shared")
+        XCTAssertEqual(try scratch.get(id), data)
+    }
+}

@@ -20,7 +20,7 @@ public final class BackupSession: Sendable {
     private let dedupe: Bool
     private let workers: Int
     private let queue = DispatchQueue(label: "coffer.backup", qos: .userInitiated, attributes: .concurrent)
-    private let packer: Packer
+    let packer: Packer
     private let failure = Mutex<Error?>(nil)
     private let started = Date()
     private let stats = Mutex(Stats())
@@ -71,7 +71,7 @@ public final class BackupSession: Sendable {
         self.packer = Packer(vault: vault)
         self.inflight = DispatchSemaphore(value: self.workers * 4)
         // As many as can be in flight at once: batches queued, and two buffers a busy worker.
-        self.chunks = BufferPool(limit: self.workers * 4 + 1, make: { ChunkBatch() }, reset: { $0.reset() })
+        self.chunks = BufferPool(limit: self.workers * 4 + 1, make: { ChunkBatch() }, reset: { $0.reset(); return true })
         self.scratch = BufferPool(limit: self.workers * 4 * 2, emptied: false)
     }
 
@@ -493,7 +493,8 @@ final class Packer: Sendable {
     private let writeSlots: DispatchSemaphore
     private let writes = DispatchGroup()
     private let failure = Mutex<Error?>(nil)
-    private let buffers = BufferPool<[UInt8]>(limit: Packer.writesInFlight + 1)
+    /// Pack buffers, recycled: a pack is built in the pages the one before it used.
+    let buffers = BufferPool<[UInt8]>(limit: Packer.writesInFlight + 1)
     static let indexEvery = 32
     static let writesInFlight = 2
 
