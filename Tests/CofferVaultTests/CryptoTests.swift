@@ -1,6 +1,5 @@
 @testable import CofferVault
 import CofferFixtures
-import CZstd
 import XCTest
 
 final class CryptoTests: XCTestCase {
@@ -49,40 +48,6 @@ final class CryptoTests: XCTestCase {
         var gen = TestBytes(seed: 5)
         let noise = gen.bytes(100_000)
         XCTAssertNil(noise.withUnsafeBytes { zstd.compress($0) }, "incompressible input is stored raw")
-    }
-
-    func testZstdSmallInputsGetTheLargerHashTable() throws {
-        // Pieces of up to 64 KiB at levels 1-2 are compressed with 2^17 hash entries: a block of
-        // words drawn from a few thousand comes out as from a context set to 2^17 by hand, not
-        // as from zstd's own choice for that size, which keeps fewer of the repeats (decision
-        // 021: 2^12 stored such data a third larger). Counts only in the messages.
-        var wordGen = TestBytes(seed: 12)
-        let words = (0 ..< 4000).map { _ in Array(Data(wordGen.bytes(6)).base64EncodedData()) + [0x20] }
-        let picks = wordGen.bytes(2 * 8_000)
-        var block: [UInt8] = []
-        for i in 0 ..< 8_000 where block.count < Zstd.smallInput {
-            block += words[(Int(picks[2 * i]) << 8 | Int(picks[2 * i + 1])) % words.count]
-        }
-        block = Array(block.prefix(Zstd.smallInput))
-        func reference(hashLog: Int32?) -> [UInt8] {
-            let context = ZSTD_createCCtx()!
-            defer { ZSTD_freeCCtx(context) }
-            ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, 1)
-            if let hashLog { ZSTD_CCtx_setParameter(context, ZSTD_c_hashLog, hashLog) }
-            var out = [UInt8](repeating: 0, count: ZSTD_compressBound(block.count))
-            let n = out.withUnsafeMutableBytes { o in
-                block.withUnsafeBytes { ZSTD_compress2(context, o.baseAddress, o.count, $0.baseAddress, $0.count) }
-            }
-            return Array(out[0 ..< n])
-        }
-        let large = reference(hashLog: Zstd.smallHashLog), zstdsOwn = reference(hashLog: nil)
-        XCTAssertTrue(large != zstdsOwn, "the block must tell the two tables apart (\(large.count) and \(zstdsOwn.count) bytes)")
-        let zstd = Zstd(level: 1)
-        for _ in 0 ..< 2 {  // a fresh context, then the pooled one
-            let ours = try XCTUnwrap(block.withUnsafeBytes { zstd.compress($0) })
-            XCTAssertTrue(ours == large, "Zstd compressed the block to \(ours.count) bytes, a 2^17 table to \(large.count)")
-            XCTAssertEqual(ours.withUnsafeBytes { Zstd.decompress($0, rawLength: block.count) }, block)
-        }
     }
 
     func testStreamingSHA256MatchesOneShot() {

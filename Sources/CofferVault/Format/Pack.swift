@@ -62,9 +62,9 @@ public enum PackFormat {
     /// Seals one blob's plaintext into the front of `out`: compressed (through `scratch`) when
     /// that helps, then AES-GCM with id and type as associated data. Returns the sealed length.
     static func sealBlob(_ plain: UnsafeRawBufferPointer, id: BlobID, type: BlobType, key: [UInt8],
-                         zstd: Zstd?, scratch: inout [UInt8], into out: inout [UInt8]) -> Int {
+                         zstd: Zstd?, tables: Zstd.TableChoice? = nil, scratch: inout [UInt8], into out: inout [UInt8]) -> Int {
         let aad = AssociatedData.blob(id, type)
-        if let zstd, let n = zstd.compress(plain, into: &scratch) {
+        if let zstd, let n = zstd.compress(plain, into: &scratch, tables: tables) {
             return withUnsafeBytes(of: encodingZstd) { flag in
                 scratch.withUnsafeBytes {
                     AESGCM.seal(key: key, aad: aad, parts: [flag, UnsafeRawBufferPointer(rebasing: $0[0..<n])], into: &out, at: 0)

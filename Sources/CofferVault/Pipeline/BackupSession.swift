@@ -16,7 +16,7 @@ import Synchronization
 /// the manifest naming their blobs.
 public final class BackupSession: Sendable {
     public let vault: Vault
-    private let zstd: Zstd?
+    let zstd: Zstd?
     private let dedupe: Bool
     private let workers: Int
     private let queue = DispatchQueue(label: "coffer.backup", qos: .userInitiated, attributes: .concurrent)
@@ -97,6 +97,7 @@ public final class BackupSession: Sendable {
         let results = OrderedBlobIDs()
         let group = DispatchGroup()
         var source = ChunkSource(spec: chunker, cdc: vault.cdc, read: read)
+        let tables = Zstd.TableChoice()
         var size: Int64 = 0
         var seq = 0
         do {
@@ -142,7 +143,7 @@ public final class BackupSession: Sendable {
                         batches.leave()
                     }
                     do {
-                        let ids = try (0..<batch.count).map { try storeBlob(batch.chunk($0), type: .data) }
+                        let ids = try (0..<batch.count).map { try storeBlob(batch.chunk($0), type: .data, tables: tables) }
                         results.ids.withLock { $0.replaceSubrange(first..<(first + ids.count), with: ids) }
                     } catch {
                         failure.withLock { if $0 == nil { $0 = error } }
@@ -201,8 +202,9 @@ public final class BackupSession: Sendable {
         try plain.withUnsafeBytes { try storeBlob($0, type: type) }
     }
 
-    /// Hashes, dedupes, seals and packs one blob; returns its id.
-    func storeBlob(_ plain: UnsafeRawBufferPointer, type: BlobType) throws -> BlobID {
+    /// Hashes, dedupes, seals and packs one blob; returns its id. `tables` is the choice of
+    /// zstd hash table of the stream the blob is a piece of.
+    func storeBlob(_ plain: UnsafeRawBufferPointer, type: BlobType, tables: Zstd.TableChoice? = nil) throws -> BlobID {
         let id = BlobID(bytes: vault.idHasher.mac(prefix: [type.rawValue], plain))
         guard claim(id) else { return id }
         var compressed = scratch.take()
@@ -211,7 +213,7 @@ public final class BackupSession: Sendable {
             scratch.give(compressed)
             scratch.give(sealed)
         }
-        let length = PackFormat.sealBlob(plain, id: id, type: type, key: vault.key.dataKey, zstd: zstd,
+        let length = PackFormat.sealBlob(plain, id: id, type: type, key: vault.key.dataKey, zstd: zstd, tables: tables,
                                          scratch: &compressed, into: &sealed)
         try pack(id: id, type: type, sealed: sealed, length: length, rawLength: plain.count)
         return id
