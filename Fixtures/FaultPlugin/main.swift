@@ -11,7 +11,8 @@ struct FaultPlugin: EnginePlugin {
     let capabilities = ["backup.full", "restore", "capture"]
 
     /// options: artifacts = "name:size:chunker,...", seed = N, fault = none | crash-after:N |
-    /// hang-after:N | garbage-after:N | error-after:N (N bytes into the backup).
+    /// hang-after:N | garbage-after:N | error-after:N (N bytes into the backup), piece = bytes
+    /// a data frame (256 KiB).
     func backup(_ request: BackupRequest, into sink: ArtifactSink) throws -> BackupDone {
         let fault = request.options["fault"] ?? "none"
         let parts = fault.split(separator: ":")
@@ -24,7 +25,7 @@ struct FaultPlugin: EnginePlugin {
             var remaining = Int64(fields[1])!
             let chunker = fields.count > 2 ? fields[2...].joined(separator: ":") : "cdc"
             try sink.artifact(name: name, chunker: chunker) { out in
-                var block = [UInt8](repeating: 0, count: 256 << 10)
+                var block = [UInt8](repeating: 0, count: Int(request.options["piece"] ?? "") ?? 256 << 10)
                 while remaining > 0 {
                     let n = Int(min(Int64(block.count), remaining))
                     block.withUnsafeMutableBytes { generator.fill(UnsafeMutableRawBufferPointer(rebasing: $0[0..<n])) }

@@ -139,7 +139,14 @@ extension PluginJob {
             throw ProtocolError.malformed("artifact \(begin.name): \(error)")
         }
         let feed = DataFeed(frames: frames, name: begin.name)
-        let artifact = try session.submit(name: begin.name, chunker: spec, progress: progress, read: feed.read)
+        let artifact: PendingArtifact
+        if case .fixed = spec, plugin.usesSharedMemory {
+            // Blocks of data files: those lying whole in a slot of shared memory are stored
+            // from there, not copied out first (decision 024).
+            artifact = try session.submit(name: begin.name, chunker: spec, progress: progress, lend: feed.lend)
+        } else {
+            artifact = try session.submit(name: begin.name, chunker: spec, progress: progress, read: feed.read)
+        }
         try feed.checkEnd(size: artifact.size)
         return artifact
     }
@@ -160,6 +167,14 @@ final class FrameQueue {
     /// As FrameReader's: a data frame not read ahead is left for `readData`.
     func nextLeavingData() throws -> Frame? {
         try next(leavingData: true)
+    }
+
+    /// As FrameReader's: a data frame comes back as `piece`, its bytes left in their slot;
+    /// a frame read ahead comes with its payload (and no piece).
+    func next(piece: inout DataPiece?) throws -> Frame? {
+        piece = nil
+        guard head < ahead.count else { return try reader.next(piece: &piece) }
+        return try next()
     }
 
     var dataLeft: Int { reader.dataLeft }
@@ -223,9 +238,9 @@ extension PluginJob {
     }
 }
 
-/// Hands the data frames of one artifact to the chunker as a byte stream. Frames coming
-/// off the pipe are read straight into the chunker's buffer; only frames read ahead (while
-/// a vault was opening) come as arrays.
+/// Hands the data frames of one artifact to the session: read as a byte stream, each frame
+/// copied straight into the chunker's buffer (only frames read ahead while a vault was
+/// opening come as arrays), or lent, frame by frame.
 final class DataFeed: @unchecked Sendable {
     private let frames: FrameQueue
     private let name: String
@@ -249,17 +264,43 @@ final class DataFeed: @unchecked Sendable {
                 offset = 0
                 continue
             }
-            let type = try Wire.type(of: frame)
-            if type == "error" { throw Wire.peerFailure(frame) }
-            guard type == "artifact.end" else {
-                throw ProtocolError.malformed("artifact \(name) interrupted by a \(type) message")
-            }
-            end = try Wire.decode(ArtifactEnd.self, from: frame)
+            try control(frame)
         }
         let n = min(buf.count, pending.count - offset)
         pending.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
         offset += n
         return n
+    }
+
+    /// The artifact's next data frame as lent bytes: in its slot of shared memory, which
+    /// goes back to the plugin when the session lets go of it; a frame that came as an array
+    /// copied. Nil after the artifact's end.
+    func lend() throws -> LentBytes? {
+        precondition(offset == pending.count && frames.dataLeft == 0, "an artifact is either read or lent")
+        while end == nil {
+            var piece: DataPiece?
+            guard let frame = try frames.next(piece: &piece) else { throw ProtocolError.closed }
+            if frame.kind == .data {
+                if let piece {
+                    guard piece.count > 0 else { continue }
+                    return piece.sharedBytes.map { LentBytes(bytes: $0, owner: piece) } ?? piece.withUnsafeBytes { LentBytes.copying($0) }
+                }
+                guard !frame.payload.isEmpty else { continue }
+                return frame.payload.withUnsafeBytes { LentBytes.copying($0) }
+            }
+            try control(frame)
+        }
+        return nil
+    }
+
+    /// A control frame inside the artifact: its end, or the plugin's error.
+    private func control(_ frame: Frame) throws {
+        let type = try Wire.type(of: frame)
+        if type == "error" { throw Wire.peerFailure(frame) }
+        guard type == "artifact.end" else {
+            throw ProtocolError.malformed("artifact \(name) interrupted by a \(type) message")
+        }
+        end = try Wire.decode(ArtifactEnd.self, from: frame)
     }
 
     func checkEnd(size: Int64) throws {

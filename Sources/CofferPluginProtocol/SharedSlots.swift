@@ -193,7 +193,8 @@ public final class SharedSlots: @unchecked Sendable {
 ///
 /// Keep a piece only as long as it takes to write it out, never while waiting for later
 /// ones: the sender has only so many slots (16 MiB), and with all of them held it cannot send
-/// more (it fails after its timeout). Copy what must stay longer.
+/// more (it fails after its timeout). Copy what must stay longer. (The agent's backup keeps
+/// pieces until their chunks are stored, at most one per batch in flight: fewer than 16.)
 public final class DataPiece: @unchecked Sendable {
     private enum Storage {
         case array([UInt8])
@@ -215,6 +216,14 @@ public final class DataPiece: @unchecked Sendable {
         case .array(let bytes): return bytes.count
         case .slot(_, _, let count): return count
         }
+    }
+
+    /// The bytes in their slot of shared memory, valid for as long as this piece lives (the
+    /// slot goes back to the sender only when the piece goes); nil for a piece held in an
+    /// array, whose bytes `withUnsafeBytes` gives.
+    public var sharedBytes: UnsafeRawBufferPointer? {
+        guard case .slot(let memory, let number, let count) = storage else { return nil }
+        return UnsafeRawBufferPointer(rebasing: memory.slot(number)[0 ..< count])
     }
 
     /// The bytes, valid during `body` only.

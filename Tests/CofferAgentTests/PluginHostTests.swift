@@ -90,6 +90,32 @@ final class PluginHostTests: XCTestCase {
         }
     }
 
+    /// Blocks lying whole in a slot of shared memory are stored from the slot (decision 024),
+    /// whatever the frames' sizes; through the pipe they are copied; the bytes are the same.
+    func testBlocksAreStoredFromTheirSlots() throws {
+        let size = 6 << 20 | 4_321
+        for (piece, off) in [(1 << 20, false), (100_000, false), (1 << 20, true)] {
+            if off { setenv("COFFER_SHARED_MEMORY", "off", 1) }
+            defer { unsetenv("COFFER_SHARED_MEMORY") }
+            let plugin = try startPlugin()
+            let (id, stats) = try PluginJob(vault: vault, plugin: plugin, engine: "fault")
+                .backupWithStatistics(BackupRequest(source: "db", kind: "full",
+                                                    options: ["artifacts": "a:\(size):fixed:64K", "seed": "3", "piece": "\(piece)"]))
+            let what = "frames of \(piece) bytes, shared memory \(off ? "off" : "on")"
+            if off {
+                XCTAssertEqual(stats.lent, 0, what)
+            } else if piece == 1 << 20 {
+                XCTAssertEqual(stats.lent, Int64(size - 4_321), what)
+            } else {
+                XCTAssertGreaterThan(stats.lent, 0, what)
+                XCTAssertLessThan(stats.lent, Int64(size), what)
+            }
+            var out: [UInt8] = []
+            try ArtifactReader(vault: vault).read(try vault.readManifest(id: id).artifacts[0]) { out.append(contentsOf: $0) }
+            XCTAssertTrue(out == expected(seed: 3, sizes: [size])[0], what)
+        }
+    }
+
     func assertFails(_ options: [String: String], timeout: Double = 30, reason: String,
                      file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertThrowsError(try backup(options, timeout: timeout), file: file, line: line) { error in

@@ -51,6 +51,9 @@ public final class BackupSession: Sendable {
         public var newStored: Int64 = 0
         /// Blobs already in the vault (or in this backup).
         public var reusedBlobs = 0
+        /// Bytes stored from memory their producer lent (`submit(lend:)`), not copied into
+        /// the session's batches.
+        public var lent: Int64 = 0
     }
 
     /// - Parameter compressionLevel: zstd level; 0 stores blobs uncompressed; nil takes the vault's.
@@ -90,15 +93,30 @@ public final class BackupSession: Sendable {
     /// shows at `finish`, at a later `submit`, or at `commit`, whichever comes first.
     public func submit(name: String, chunker: ChunkerSpec, progress: (@Sendable (Int64) -> Void)? = nil,
                        read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws -> PendingArtifact {
+        try submit(name: name, chunker: chunker, progress: progress, input: .read(read))
+    }
+
+    /// `submit` for a producer that lends its memory (`LentBytes`; nil at the end) rather
+    /// than copying into the session's: fixed-size chunks that lie whole in one piece are
+    /// stored from there, uncopied, and the piece is let go once they are. A batch holds at
+    /// most one piece, so the session holds at most `workers * 4 + 1` (the batches in flight
+    /// and the piece being read): a producer with more never waits long for one back.
+    public func submit(name: String, chunker: ChunkerSpec, progress: (@Sendable (Int64) -> Void)? = nil,
+                       lend: @escaping () throws -> LentBytes?) throws -> PendingArtifact {
+        try submit(name: name, chunker: chunker, progress: progress, input: .lend(LentStream(lend)))
+    }
+
+    private func submit(name: String, chunker: ChunkerSpec, progress: (@Sendable (Int64) -> Void)?,
+                        input: ChunkSource.Input) throws -> PendingArtifact {
         if !dedupe, let zstd, let piece = BackupSession.streamedPiece(chunker) {
-            let artifact = try storeStreamed(name: name, chunker: chunker, piece: piece, zstd: zstd, progress: progress, read: read)
+            let artifact = try storeStreamed(name: name, chunker: chunker, piece: piece, zstd: zstd, progress: progress, read: input.read)
             return PendingArtifact(session: self, name: name, chunker: chunker, size: artifact.size, stored: artifact)
         }
         let results = OrderedBlobIDs()
         let group = DispatchGroup()
-        var source = ChunkSource(spec: chunker, cdc: vault.cdc, read: read)
+        var source = ChunkSource(spec: chunker, cdc: vault.cdc, input: input)
         let tables = Zstd.TableChoice()
-        var size: Int64 = 0
+        var size: Int64 = 0, lent: Int64 = 0
         var seq = 0
         do {
             while true {
@@ -111,7 +129,7 @@ public final class BackupSession: Sendable {
                 let batch = chunks.take()
                 do {
                     while batch.used < BackupSession.batchBytes, batch.count < BackupSession.batchChunks,
-                          try source.next(into: batch) {
+                          try source.fits(batch), try source.next(into: batch) {
                         if !source.batches { break }
                     }
                 } catch {
@@ -132,6 +150,7 @@ public final class BackupSession: Sendable {
                 let first = seq
                 seq += batch.count
                 size += Int64(batch.used)
+                lent += Int64(batch.lent)
                 results.ids.withLock { $0.append(contentsOf: repeatElement(nil, count: batch.count)) }
                 group.enter()
                 batches.enter()
@@ -156,7 +175,10 @@ public final class BackupSession: Sendable {
             failure.withLock { if $0 == nil { $0 = error } }
             throw error
         }
-        stats.withLock { $0.logical += size }
+        stats.withLock {
+            $0.logical += size
+            $0.lent += lent
+        }
         return PendingArtifact(session: self, name: name, chunker: chunker, size: size, group: group, results: results)
     }
 
@@ -432,16 +454,34 @@ private final class StreamCompressor: @unchecked Sendable {
 }
 
 /// The chunks of a stream, each put straight into a batch: content-defined ones copied out
-/// of StreamChunker's look-ahead buffer, fixed and whole ones read in place. Those need no
+/// of StreamChunker's look-ahead buffer, fixed and whole ones read in place, or lent from
+/// the producer's memory when it lends and they lie whole in one piece. Those need no
 /// look-ahead; their cuts are StreamChunker's all the same (every `size` bytes from the
 /// start of the stream, the last one shorter).
 private struct ChunkSource {
+    /// Where the stream's bytes come from: copied into the caller's memory, or lent.
+    enum Input {
+        case read((UnsafeMutableRawBufferPointer) throws -> Int)
+        case lend(LentStream)
+
+        var read: (UnsafeMutableRawBufferPointer) throws -> Int {
+            switch self {
+            case .read(let read): return read
+            case .lend(let stream): return stream.read
+            }
+        }
+    }
+
     private var chunker: StreamChunker?
     private let piece: Int
     private let read: (UnsafeMutableRawBufferPointer) throws -> Int
+    /// Set when pieces are lent and chunks are fixed-size: those lying whole in one piece
+    /// are lent on to the batch.
+    private let lent: LentStream?
     private var eof = false
 
-    init(spec: ChunkerSpec, cdc: FastCDC, read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
+    init(spec: ChunkerSpec, cdc: FastCDC, input: Input) {
+        read = input.read
         switch spec {
         case .contentDefined:
             chunker = StreamChunker(spec: spec, cdc: cdc, read: read)
@@ -453,12 +493,20 @@ private struct ChunkSource {
             chunker = nil
             piece = ChunkerSpec.wholeLimit
         }
-        self.read = read
+        if case .lend(let stream) = input, chunker == nil { lent = stream } else { lent = nil }
         self.batches = piece < ChunkerSpec.wholeLimit
     }
 
     /// Whether more chunks may follow one in its batch: a 16 MiB piece fills one alone.
     let batches: Bool
+
+    /// Whether the next chunk may join `batch`: not when it would be lent from another piece
+    /// than the batch's (a batch holds one lender; see ChunkBatch).
+    func fits(_ batch: ChunkBatch) throws -> Bool {
+        guard let lent, let lender = batch.lender else { return true }
+        let available = try lent.available()
+        return available < piece || lent.owner === lender
+    }
 
     /// Adds the next chunk to `batch`; false at the end.
     mutating func next(into batch: ChunkBatch) throws -> Bool {
@@ -468,6 +516,12 @@ private struct ChunkSource {
             return n > 0
         }
         if eof { return false }
+        if let lent, try lent.available() >= piece {
+            let chunk = lent.lend(piece)
+            batch.append(lent: chunk.bytes, owner: chunk.owner)
+            return true
+        }
+        // Read, or lent but across two pieces or the stream's last: copied.
         let room = batch.free
         var filled = 0
         while filled < piece {

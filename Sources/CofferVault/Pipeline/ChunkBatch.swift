@@ -1,32 +1,55 @@
-/// Consecutive chunks of one stream laid end to end in one block of memory: what `store`
-/// hands a worker at once. Fixed-size and whole chunks are read straight into it, so a
-/// data file's bytes are copied once on this side (out of the plugin's pipe), not a second
-/// time out of a chunker's buffer. Its memory is uninitialized until filled, so a batch
-/// maps only the pages its chunks touch.
+/// Consecutive chunks of one stream: what `store` hands a worker at once. A chunk is either
+/// copied into the batch's own memory (fixed-size and whole chunks are read straight into
+/// it, so a data file's bytes are copied once on this side, not a second time out of a
+/// chunker's buffer), or lent: it lies in memory its producer lent the session (a slot of
+/// shared memory, `LentBytes`), which the batch keeps alive until it is reset. A batch
+/// holds at most one lender, so that a stream's producer gets its memory back batch by
+/// batch. Its own memory is uninitialized until filled, so a batch maps only the pages its
+/// copied chunks touch.
 final class ChunkBatch: @unchecked Sendable {
     /// Room for a full batch plus one maximal chunk (which may begin just under the limit).
     static let capacity = BackupSession.batchBytes + ChunkerSpec.wholeLimit
 
     let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: ChunkBatch.capacity, alignment: 64)
-    /// Where each chunk ends; chunk i is `memory[ends[i-1] ..< ends[i]]`.
-    private(set) var ends: [Int] = []
+    private var chunks: [UnsafeRawBufferPointer] = []
+    /// Bytes of every chunk, and of those copied into `memory`.
+    private(set) var used = 0
+    private var copied = 0
+    /// What keeps the lent chunks' memory valid.
+    private(set) var lender: AnyObject?
 
     deinit { memory.deallocate() }
 
-    var used: Int { ends.last ?? 0 }
-    var count: Int { ends.count }
-    /// The memory after the last chunk.
-    var free: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: memory[used...]) }
+    var count: Int { chunks.count }
+    /// Bytes of the lent chunks.
+    var lent: Int { used - copied }
+    /// The memory after the last copied chunk.
+    var free: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: memory[copied...]) }
 
+    /// Adds the `length` bytes just written at the front of `free`.
     func append(length: Int) {
-        precondition(length > 0 && used + length <= memory.count)
-        ends.append(used + length)
+        precondition(length > 0 && copied + length <= memory.count)
+        chunks.append(UnsafeRawBufferPointer(rebasing: memory[copied ..< copied + length]))
+        copied += length
+        used += length
     }
 
-    func chunk(_ i: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: memory[(i == 0 ? 0 : ends[i - 1]) ..< ends[i]])
+    /// Adds a chunk in lent memory, which `owner` keeps valid.
+    func append(lent chunk: UnsafeRawBufferPointer, owner: AnyObject) {
+        precondition(chunk.count > 0 && (lender == nil || lender === owner))
+        lender = owner
+        chunks.append(chunk)
+        used += chunk.count
     }
 
-    /// Empty again, for its next use (`BufferPool`); its pages stay mapped.
-    func reset() { ends.removeAll(keepingCapacity: true) }
+    func chunk(_ i: Int) -> UnsafeRawBufferPointer { chunks[i] }
+
+    /// Empty again, for its next use (`BufferPool`); its pages stay mapped, and lent memory
+    /// goes back to its producer.
+    func reset() {
+        chunks.removeAll(keepingCapacity: true)
+        used = 0
+        copied = 0
+        lender = nil
+    }
 }
