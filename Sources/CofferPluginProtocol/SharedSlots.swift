@@ -194,7 +194,8 @@ public final class SharedSlots: @unchecked Sendable {
 /// Keep a piece only as long as it takes to write it out, never while waiting for later
 /// ones: the sender has only so many slots (16 MiB), and with all of them held it cannot send
 /// more (it fails after its timeout). Copy what must stay longer. (The agent's backup keeps
-/// pieces until their chunks are stored, at most one per batch in flight: fewer than 16.)
+/// a piece until the blocks cut from it are stored, at most one a batch in flight: worker
+/// threads finish those without waiting on the sender.)
 public final class DataPiece: @unchecked Sendable {
     private enum Storage {
         case array([UInt8])

@@ -16,15 +16,21 @@ final class LentBytesTests: XCTestCase {
             deinit { lender.count { $0 -= 1 } }
         }
 
-        let bytes: [UInt8]
+        /// The bytes, in memory of their own: valid while any piece (whose owner holds the
+        /// lender) is out.
+        let memory: UnsafeMutableRawBufferPointer
         let pieces: [Int]
         private var offset = 0, index = 0
         private let alive = Mutex((now: 0, most: 0))
 
         init(bytes: [UInt8], pieces: [Int]) {
-            self.bytes = bytes
+            let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
+            bytes.withUnsafeBytes { memory.copyMemory(from: $0) }
+            self.memory = memory
             self.pieces = pieces
         }
+
+        deinit { memory.deallocate() }
 
         func count(_ change: (inout Int) -> Void) {
             alive.withLock {
@@ -38,13 +44,11 @@ final class LentBytesTests: XCTestCase {
 
         /// The next piece, its sizes taking turns; nil at the end.
         func next() -> LentBytes? {
-            guard offset < bytes.count else { return nil }
-            let n = min(pieces[index % pieces.count], bytes.count - offset)
+            guard offset < memory.count else { return nil }
+            let n = min(pieces[index % pieces.count], memory.count - offset)
             index += 1
             defer { offset += n }
-            // The array is never changed while pieces of it are out.
-            let base = bytes.withUnsafeBytes { $0.baseAddress! }
-            return LentBytes(bytes: UnsafeRawBufferPointer(start: base + offset, count: n), owner: Owner(self))
+            return LentBytes(bytes: UnsafeRawBufferPointer(rebasing: memory[offset ..< offset + n]), owner: Owner(self))
         }
     }
 
